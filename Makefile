@@ -1,0 +1,20 @@
+# stmask_d2 — the two commands:
+#   make demo   the main job: install, synthetic data, train, evaluate, demo video   (see README.md)
+#   make test   install what is missing and run the whole test suite (CI runs exactly this)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
+
+.PHONY: install test demo clean-demo
+
+install:
+	@bash tools/install_env.sh
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) tools/main_job.py
+
+clean-demo:
+	rm -rf output/demo output/main_job datasets/synthetic_main

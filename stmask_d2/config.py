@@ -1,0 +1,196 @@
+"""Config keys of STMask. Every key is commented; paper symbols are named where the paper has one.
+
+Defaults follow the authors' released code (STMASK_SPEC.md); where the paper says something else, a key selects
+the paper's variant. Use::
+
+    from detectron2.config import get_cfg
+    from stmask_d2.config import add_stmask_config
+    cfg = get_cfg(); add_stmask_config(cfg); cfg.merge_from_file("configs/...yaml")
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_stmask_config"]
+
+
+def add_stmask_config(cfg):
+    """Add the STMask keys (and STMask defaults for a few Detectron2 keys) to a Detectron2 config, in place."""
+    _C = cfg
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Input (STMASK_SPEC §1). RGB, ImageNet mean/std on the 0-255 scale, shortest edge 360 (max 640), padded to /32.
+    # ---------------------------------------------------------------------------------------------------------
+    _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    _C.INPUT.FORMAT = "RGB"
+    _C.INPUT.MIN_SIZE_TRAIN = (360,)
+    _C.INPUT.MAX_SIZE_TRAIN = 640
+    _C.INPUT.MIN_SIZE_TEST = 360
+    _C.INPUT.MAX_SIZE_TEST = 640
+    _C.INPUT.RANDOM_FLIP = "horizontal"
+    # Reference-frame sampling for training pairs (§9): the second frame is drawn uniformly among the annotated
+    # frames (with >= 1 box) at an index distance in [1, SAMPLING_FRAME_RANGE] from the key frame (the released
+    # code: +-2; the paper says delta in [-5, 5]); the key frame itself when the video has no such frame.
+    _C.INPUT.SAMPLING_FRAME_RANGE = 2
+    # Order of the pair: "sorted" (released: earlier frame first, so TF always learns forward motion) or
+    # "random" (keep the drawn order; TF then also sees backward motion).
+    _C.INPUT.SAMPLING_FRAME_ORDER = "sorted"
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Backbone: Detectron2 ResNet with modulated deformable 3x3 convs every DEFORM_INTERVAL blocks (§1), built on
+    # torchvision.ops.deform_conv2d (no compiled extension), and a Yolact-style FPN P3-P7.
+    # ---------------------------------------------------------------------------------------------------------
+    _C.MODEL.BACKBONE.NAME = "build_stmask_resnet_fpn_backbone"
+    _C.MODEL.BACKBONE.FREEZE_AT = 1
+    _C.MODEL.RESNETS.DEPTH = 50
+    _C.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
+    _C.MODEL.RESNETS.STRIDE_IN_1X1 = False  # torchvision layout: stride on the 3x3 conv (§1)
+    _C.MODEL.RESNETS.NORM = "FrozenBN"
+    # Stages (res2..res5) whose blocks may be deformable; the released DCN models use res3-res5.
+    _C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, True, True, True]
+    _C.MODEL.RESNETS.DEFORM_MODULATED = True  # DCNv2 (sigmoid mask), as released
+    _C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1
+    # Block i of a deformable stage is deformable when i % DEFORM_INTERVAL == 0 (§1: R101-DCN 3, R50-DCN 2 at
+    # HEAD, 3 in the CVPR-period code).
+    _C.MODEL.RESNETS.DEFORM_INTERVAL = 3
+    _C.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    _C.MODEL.FPN.OUT_CHANNELS = 256
+    # Extra levels by stride-2 3x3 convs on P5's output: 2 gives P6, P7 (Yolact `num_downsample`).
+    _C.MODEL.FPN.NUM_DOWNSAMPLE = 2
+    # ReLU after the 3x3 output convs of P3-P5 (Yolact FPN; no ReLU on P6/P7).
+    _C.MODEL.FPN.RELU_OUTPUTS = True
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Anchors: FCA, kernel-shaped anchors (§2). One anchor per (kernel shape, scale) at every location.
+    # ---------------------------------------------------------------------------------------------------------
+    _C.MODEL.ANCHOR_GENERATOR.NAME = "FCAAnchorGenerator"
+    # "kernel": anchor k is a KERNEL_SHAPES[k] block of cells (h x w cells of size stride), i.e. the receptive
+    #   field of its FCA conv (released STMask: 3x3, 3h x 5w, 5h x 3w).
+    # "ratio": Yolact's baseline, w = BASE_CELLS*s*sqrt(ar), h = BASE_CELLS*s/sqrt(ar) for ar in
+    #   MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS (paper Table 1 row 1: [1, 1/2, 2] with one 3x3 kernel).
+    _C.MODEL.ANCHOR_GENERATOR.MODE = "kernel"
+    # (h, w) in feature cells of each anchor kernel, paper's k = (k_h, k_w); Table 1 also tries {3:3, 3:2, 2:3}.
+    _C.MODEL.ANCHOR_GENERATOR.KERNEL_SHAPES = [[3, 3], [3, 5], [5, 3]]
+    # Side in cells of the square anchor in "ratio" mode (Yolact: scale 24 px at stride 8 = 3 cells).
+    _C.MODEL.ANCHOR_GENERATOR.BASE_CELLS = 3
+    # Multipliers of the anchor size; one anchor per (shape, scale). [1.0] gives 3 anchors per location; Yolact++
+    # uses [1, 2^(1/3), 2^(2/3)] (9 anchors, supplement Table 1).
+    _C.MODEL.ANCHOR_GENERATOR.SCALES = [1.0]
+    _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[1.0, 0.5, 2.0]]  # "ratio" mode only (h/w convention of Yolact)
+    _C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.5  # anchor centres at cell centres
+
+    # ---------------------------------------------------------------------------------------------------------
+    # STMask
+    # ---------------------------------------------------------------------------------------------------------
+    _C.MODEL.META_ARCHITECTURE = "STMask"
+    _C.MODEL.STMASK = CN()
+    _C.MODEL.STMASK.NUM_CLASSES = 40  # foreground classes C (background is added internally for softmax)
+    _C.MODEL.STMASK.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]  # FPN levels fed to the prediction head
+    _C.MODEL.STMASK.MASK_DIM = 32  # k, number of prototypes / mask coefficients
+    _C.MODEL.STMASK.TRACK_DIM = 128  # dimension of the L2-normalised track embedding
+
+    # Prediction head (§3).
+    _C.MODEL.STMASK.HEAD = CN()
+    _C.MODEL.STMASK.HEAD.NAME = "STMaskPredictionHead"
+    _C.MODEL.STMASK.HEAD.CONV_DIM = 256  # channels of `upfeature` and of the towers
+    _C.MODEL.STMASK.HEAD.NUM_TOWER_CONVS = 2  # 3x3 conv+ReLU per tower (class, box, mask, track)
+    # FCA: one conv per anchor kernel shape, of that shape (True), or one 3x3 conv for every anchor (False,
+    # Yolact baseline).
+    _C.MODEL.STMASK.HEAD.USE_FCA = True
+    # Centerness branch (released code, not in the paper): tanh output regressing DIoU, multiplies the score.
+    _C.MODEL.STMASK.HEAD.USE_CENTERNESS = True
+    # Reproduce the released code's centerness ordering bug (§12 item 10). False = the correct order.
+    _C.MODEL.STMASK.HEAD.CENTERNESS_ORDER_BUG = False
+
+    # FCB, feature calibration for boxes (§4, paper eqs. 6-9).
+    _C.MODEL.STMASK.FCB = CN()
+    # "none", "ada" (adaptive: offsets = 1x1 conv of the detached box deltas) or "ali" (aligned: analytic
+    # offsets O = (dy, dx) I + (dh, dw) R of supplement eq. 6).
+    _C.MODEL.STMASK.FCB.MODE = "none"
+    # Branches whose prediction conv is calibrated. Released: ["class"]. Paper: ada -> class, mask, track;
+    # ali -> mask, track.
+    _C.MODEL.STMASK.FCB.BRANCHES = ["class"]
+
+    # ProtoNet (§6), on P3, output stride 4.
+    _C.MODEL.STMASK.PROTONET = CN()
+    _C.MODEL.STMASK.PROTONET.NAME = "ProtoNet"
+    _C.MODEL.STMASK.PROTONET.IN_FEATURE = "p3"
+    _C.MODEL.STMASK.PROTONET.CONV_DIM = 256
+    _C.MODEL.STMASK.PROTONET.NUM_CONVS = 3  # 3x3 convs before the x2 upsample (one more after it)
+
+    # Anchor matching (§9).
+    _C.MODEL.STMASK.MATCHER = CN()
+    _C.MODEL.STMASK.MATCHER.IOU_THRESHOLDS = [0.4, 0.5]  # neg < 0.4 <= neutral < 0.5 <= pos
+    _C.MODEL.STMASK.MATCHER.IOU_LABELS = [0, -1, 1]
+    _C.MODEL.STMASK.MATCHER.ALLOW_LOW_QUALITY_MATCHES = True  # each GT keeps its best anchor
+    # Released class-aware boost: overlap += 2p/(1+p) for positives, thresholds raised by its mean (§9 step 3).
+    _C.MODEL.STMASK.MATCHER.CLASS_AWARE = True
+    # Released: anchors with IoU > neg threshold to more than one GT become neutral (§9 step 2).
+    _C.MODEL.STMASK.MATCHER.MULTI_GT_NEUTRAL = True
+
+    # Losses (§9). Weights are the released values.
+    _C.MODEL.STMASK.LOSS = CN()
+    _C.MODEL.STMASK.LOSS.CLASS_TYPE = "softmax_ohem"  # or "focal" (sigmoid focal loss)
+    _C.MODEL.STMASK.LOSS.CLASS_WEIGHT = 6.125 / 4  # L_C weight (released conf_alpha)
+    _C.MODEL.STMASK.LOSS.OHEM_NEG_POS_RATIO = 3  # OHEM negatives : positives, mined over the whole batch
+    _C.MODEL.STMASK.LOSS.FOCAL_ALPHA = 0.25
+    _C.MODEL.STMASK.LOSS.FOCAL_GAMMA = 2.0
+    _C.MODEL.STMASK.LOSS.BOX_TYPE = "diou"  # "diou" (released BIoU loss) or "smooth_l1" (paper)
+    _C.MODEL.STMASK.LOSS.BOX_WEIGHT = 5.0  # weight of the DIoU loss
+    _C.MODEL.STMASK.LOSS.SMOOTH_L1_WEIGHT = 1.5  # weight of the smooth-L1 box loss (released bbox_alpha)
+    _C.MODEL.STMASK.LOSS.CENTERNESS_WEIGHT = 20.0
+    _C.MODEL.STMASK.LOSS.MASK_WEIGHT = 6.125  # L_M weight (released mask_alpha)
+    _C.MODEL.STMASK.LOSS.MASK_BOX_ENLARGE = 1.2  # training masks are cropped with the enlarged predicted box
+    _C.MODEL.STMASK.LOSS.TRACK_WEIGHT = 5.0  # L_T weight
+    _C.MODEL.STMASK.LOSS.BOXSHIFT_WEIGHT = 5.0  # L_Bshift weight (TF)
+    _C.MODEL.STMASK.LOSS.MASKSHIFT_WEIGHT = 6.125  # L_Mshift weight (TF)
+
+    # Frame-level inference (§10).
+    _C.MODEL.STMASK.TEST = CN()
+    _C.MODEL.STMASK.TEST.SCORE_THRESH = 0.05  # candidates need max foreground probability above this
+    _C.MODEL.STMASK.TEST.NMS_TOP_K = 200  # candidates kept (by score) before Fast NMS
+    _C.MODEL.STMASK.TEST.NMS_THRESH = 0.5  # Fast NMS IoU threshold
+    # True: released cross-class Fast NMS. False: per-class Fast NMS then top MAX_DETECTIONS (paper / "mAP*").
+    _C.MODEL.STMASK.TEST.CROSS_CLASS_NMS = True
+    _C.MODEL.STMASK.TEST.MAX_DETECTIONS = 100  # per image after per-class NMS
+    _C.MODEL.STMASK.TEST.MASK_THRESH = 0.5  # binarisation threshold of the soft masks
+    _C.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO = 100  # tracks kept per video in the results (official maxDets)
+
+    # Temporal fusion (§7, paper eqs. 10-14).
+    _C.MODEL.STMASK.TF = CN()
+    _C.MODEL.STMASK.TF.ENABLED = True
+    _C.MODEL.STMASK.TF.NAME = "TemporalFusionHead"
+    _C.MODEL.STMASK.TF.CORR_FEATURE = "p4"  # FPN level of the correlation (paper Table 3: P4)
+    _C.MODEL.STMASK.TF.CORR_PATCH_SIZE = 11  # side d of the displacement window (Table 3: 11)
+    _C.MODEL.STMASK.TF.ROI_SIZE = 7  # RoIAlign output size
+    _C.MODEL.STMASK.TF.CONV_DIMS = [512, 512, 1024]  # TemporalNet's three 3x3 convs
+
+    # Online tracker (§8, paper eqs. 15-17).
+    _C.MODEL.STMASK.TRACKER = CN()
+    # "released": S = (1+cos)/2 + MASK_IOU_WEIGHT*mIoU + BOX_IOU_WEIGHT*bIoU against NEW_TRACK_SCORE.
+    # "paper": S = ALPHA*cos + BETA*mIoU, a new track when the best S < PAPER_THRESH.
+    _C.MODEL.STMASK.TRACKER.MATCH_MODE = "released"
+    _C.MODEL.STMASK.TRACKER.MASK_IOU_WEIGHT = 1.0
+    _C.MODEL.STMASK.TRACKER.BOX_IOU_WEIGHT = 2.0
+    _C.MODEL.STMASK.TRACKER.NEW_TRACK_SCORE = 1.4  # score of the "new track" column (0.5 + 0.3 + 2*0.3)
+    _C.MODEL.STMASK.TRACKER.ALPHA = 1.0  # paper's alpha (cosine similarity weight)
+    _C.MODEL.STMASK.TRACKER.BETA = 1.0  # paper's beta (mask IoU weight)
+    _C.MODEL.STMASK.TRACKER.PAPER_THRESH = 0.8  # paper mode: below this best score a detection starts a track
+    _C.MODEL.STMASK.TRACKER.SCORE_DECAY = 0.95  # decaying confidence of propagated (missing) tracks, eq. 17
+    _C.MODEL.STMASK.TRACKER.MAX_MISSING_OUTPUT = 10  # propagated masks are emitted for at most this many frames
+    # Tracks unseen for more than this many frames are removed from memory (bounded memory on long videos;
+    # the released code never prunes). Must be >= MAX_MISSING_OUTPUT; 0 or less disables pruning.
+    _C.MODEL.STMASK.TRACKER.PRUNE_AFTER = 30
+    _C.MODEL.STMASK.TRACKER.MIN_MASK_PIXELS = 1  # an emitted mask needs more pixels than this at proto size
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Solver defaults as released (§9): SGD, momentum 0.9, wd 1e-4, warm-up 500 iterations, two lr steps.
+    # ---------------------------------------------------------------------------------------------------------
+    _C.SOLVER.OPTIMIZER = "SGD"
+    _C.SOLVER.MOMENTUM = 0.9
+    _C.SOLVER.WEIGHT_DECAY = 1e-4
+    _C.SOLVER.WARMUP_ITERS = 500
+    # Skip the optimizer step (with a warning) when the total loss is not finite (released behaviour).
+    _C.SOLVER.SKIP_NONFINITE_LOSS = True
+
+    # Evaluation
+    _C.TEST.YTVIS_HOTA = False  # also compute HOTA / DetA / AssA with trackeval in YTVISEvaluator
