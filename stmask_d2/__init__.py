@@ -9,3 +9,6 @@ except ImportError as e:  # pragma: no cover - depends on the user's environment
     ) from e
 
 __version__ = "0.1.0"
+
+from . import config, data, evaluation, layers, modeling, tracking, utils  # noqa: F401,E402
+from .config import add_stmask_config  # noqa: F401,E402

@@ -1,0 +1,1 @@
+"""Placeholder module: being written; see docs/ARCHITECTURE.md for its contract."""

@@ -1,0 +1,1 @@
+"""YouTube-VIS evaluation."""

@@ -1,0 +1,98 @@
+"""Deformable convolution on ``torchvision.ops.deform_conv2d`` (CPU and CUDA, forward and backward).
+
+No compiled extension of ours or of Detectron2 is needed. The modules keep the parameter names of
+``detectron2.layers.DeformConv`` / ``ModulatedDeformConv`` (``weight``, ``bias``, ``norm``) so Detectron2
+checkpoints of deformable ResNets load unchanged.
+
+Offset layout (as torchvision, mmcv and Detectron2): (N, 2 * G * kh * kw, Ho, Wo), for deformable group g and
+kernel tap n = row * kw + col (row-major), channel 2 * (g * kh * kw + n) is the y offset and the next one the x
+offset, in input pixels. Mask (DCNv2): (N, G * kh * kw, Ho, Wo).
+"""
+import torch
+from torch import nn
+from torch.nn.modules.utils import _pair
+from torchvision.ops import deform_conv2d
+
+__all__ = ["DeformConv2d"]
+
+
+class DeformConv2d(nn.Module):
+    """A deformable conv: DCNv1 when ``forward`` gets no mask, modulated DCNv2 when it gets one.
+
+    Args mirror ``nn.Conv2d`` plus ``deformable_groups`` (G), ``norm`` (a module applied after the conv) and
+    ``activation`` (a callable applied last). ``kernel_size`` / ``padding`` may be non-square, e.g. (3, 5) with
+    padding (1, 2) keeps the spatial size.
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        deformable_groups=1,
+        bias=False,
+        norm=None,
+        activation=None,
+    ):
+        super().__init__()
+        assert in_channels % groups == 0, f"in_channels {in_channels} must be divisible by groups {groups}"
+        assert out_channels % groups == 0, f"out_channels {out_channels} must be divisible by groups {groups}"
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.deformable_groups = deformable_groups
+        self.norm = norm
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
+
+    @property
+    def offset_channels(self):
+        """Channels of the offset tensor ``forward`` expects: 2 * G * kh * kw."""
+        return 2 * self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
+
+    def forward(self, x, offset, mask=None):
+        """
+        Args:
+            x: (N, Cin, H, W).
+            offset: (N, 2*G*kh*kw, Ho, Wo), see the module docstring for the layout.
+            mask: optional (N, G*kh*kw, Ho, Wo) modulation in [0, 1] (DCNv2).
+        Returns:
+            (N, Cout, Ho, Wo).
+        """
+        if x.numel() == 0:
+            h = (x.shape[-2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1)
+            w = (x.shape[-1] + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1)
+            shape = (x.shape[0], self.out_channels, h // self.stride[0] + 1, w // self.stride[1] + 1)
+            return x.new_zeros(shape)
+        out = deform_conv2d(
+            x,
+            offset.to(x.dtype),
+            self.weight.to(x.dtype),
+            None if self.bias is None else self.bias.to(x.dtype),
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            mask=None if mask is None else mask.to(x.dtype),
+        )
+        if self.norm is not None:
+            out = self.norm(out)
+        if self.activation is not None:
+            out = self.activation(out)
+        return out
+
+    def extra_repr(self):
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"deformable_groups={self.deformable_groups}, bias={self.bias is not None}"
+        )

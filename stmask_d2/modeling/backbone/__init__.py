@@ -1,0 +1,1 @@
+from . import fpn, resnet_dcn  # noqa: F401

@@ -1,0 +1,1 @@
+"""Online tracking of STMask (imports stmask_d2.layers only)."""

@@ -1,0 +1,1 @@
+"""Video IO and visualisation helpers."""
