@@ -1,0 +1,86 @@
+"""A DetectionCheckpointer whose files are written atomically and whose load errors are readable."""
+import logging
+import os
+import tempfile
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils import comm
+from iopath.common.file_io import PathManager as _PM  # noqa: F401  (type only)
+
+__all__ = ["AtomicDetectionCheckpointer", "atomic_write_bytes"]
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write_bytes(path, write_fn, mode="wb"):
+    """Write a file through ``write_fn(file_object)`` into a temporary file in the same folder, then rename.
+
+    A crash at any point leaves either the previous file or the complete new one, never a truncated file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class AtomicDetectionCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` with atomic ``save`` / ``last_checkpoint`` and one-line load errors.
+
+    Checkpoints are written to ``<name>.pth.<random>.tmp`` and renamed, and the ``last_checkpoint`` tag is only
+    updated after the checkpoint is complete, so a run killed while saving resumes from the previous checkpoint.
+    """
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to {}".format(save_file))
+        atomic_write_bytes(save_file, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        save_file = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write_bytes(save_file, lambda f: f.write(last_filename_basename), mode="w")
+
+    def _load_file(self, filename):
+        local = filename
+        if not filename.startswith(("detectron2://", "http://", "https://", "catalog://")):
+            if not os.path.isfile(filename):
+                raise FileNotFoundError(
+                    f"Weights file '{filename}' does not exist. Check MODEL.WEIGHTS (or the path given to "
+                    f"--resume / demo --opts MODEL.WEIGHTS ...)."
+                )
+        try:
+            return super()._load_file(local)
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise RuntimeError(
+                f"Weights file '{filename}' could not be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                f"it is truncated or not a checkpoint. Re-download it or point MODEL.WEIGHTS at a valid file."
+            ) from e
+
+    def has_checkpoint(self):
+        # Ignore a tag that points at a missing file (e.g. a run killed before its first save completed).
+        if not super().has_checkpoint():
+            return False
+        last = self.get_checkpoint_file()
+        ok = bool(last) and os.path.isfile(last)
+        if not ok and comm.is_main_process():
+            logger.warning(f"'last_checkpoint' points at a missing file ({last}); starting from MODEL.WEIGHTS.")
+        return ok
