@@ -1,2 +1,11 @@
 """Pure tensor ops shared by the rest of stmask_d2: no config, no registry, nothing else of ours imported."""
 from .deform_conv import DeformConv2d  # noqa: F401
+from .mask_ops import (  # noqa: F401
+    assemble_masks,
+    crop_masks,
+    encode_masks_rle,
+    pairwise_mask_iou,
+    paste_masks_to_image,
+)
+from .nms import batched_box_iou, fast_nms, fast_nms_per_class  # noqa: F401
+from .offsets import aligned_offsets  # noqa: F401

@@ -1,1 +1,93 @@
-"""Placeholder module: being written; see docs/ARCHITECTURE.md for its contract."""
+"""FCB, feature calibration for boxes (STMASK_SPEC §4, paper eqs. 6-9): a calibrated prediction conv.
+
+``out = Conv_k(ReLU(DeformConv_k(x, offset(box_deltas.detach()))))`` where k = (kh, kw) is the FCA kernel of
+the anchor whose box deltas drive the offsets. Standalone: any head that predicts per-location box deltas can
+replace a prediction conv by this module.
+"""
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+
+from ...layers import DeformConv2d, aligned_offsets
+
+__all__ = ["FCB"]
+
+
+class FCB(nn.Module):
+    """Box-calibrated prediction conv.
+
+    Shapes: x (N, Cin, H, W), box_deltas (N, 4, H, W) -> (N, Cout, H, W) (spatial size preserved for odd,
+    possibly non-square kernels: padding ((kh-1)/2, (kw-1)/2)).
+
+    Parts:
+        ``dcn``: DCNv1 Cin -> Cin, kernel (kh, kw), no bias (torchvision ``deform_conv2d``).
+        ``conv``: ordinary conv Cin -> Cout, same kernel / padding, with bias.
+        ``offset_conv`` ("ada" only): 1x1 conv 4 -> 2·kh·kw, no bias, on the detached deltas.
+        "ali": offsets computed analytically by :func:`stmask_d2.layers.aligned_offsets` (no parameters).
+    Gradients never flow into ``box_deltas`` (they are detached, as released).
+    Init: Xavier-uniform weights, zero biases (spec §1).
+    """
+
+    @configurable
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int] = (3, 3), mode: str = "ada"):
+        """
+        Args:
+            in_channels: Cin of the tower features.
+            out_channels: Cout of the prediction (e.g. C+1 class logits of one anchor).
+            kernel_size: (kh, kw), odd.
+            mode: "ada" (learned 1x1 offsets) or "ali" (aligned analytic offsets).
+        """
+        super().__init__()
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(int(k) for k in kernel_size)
+        assert kh % 2 == 1 and kw % 2 == 1, f"FCB needs odd kernel sizes, got {(kh, kw)}"
+        assert mode in ("ada", "ali"), f"FCB mode must be 'ada' or 'ali' (MODEL.STMASK.FCB.MODE), got {mode!r}"
+        self.kernel_size = (kh, kw)
+        self.mode = mode
+        padding = ((kh - 1) // 2, (kw - 1) // 2)
+        self.dcn = DeformConv2d(in_channels, in_channels, (kh, kw), padding=padding, bias=False)
+        self.conv = nn.Conv2d(in_channels, out_channels, (kh, kw), padding=padding, bias=True)
+        if mode == "ada":
+            self.offset_conv = nn.Conv2d(4, 2 * kh * kw, 1, bias=False)
+        else:
+            self.offset_conv = None
+        for m in (self.dcn, self.conv, self.offset_conv):
+            if m is not None:
+                nn.init.xavier_uniform_(m.weight)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_config(cls, cfg, in_channels, out_channels, kernel_size):
+        return {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "kernel_size": kernel_size,
+            "mode": cfg.MODEL.STMASK.FCB.MODE,
+        }
+
+    def offsets(self, box_deltas: torch.Tensor) -> torch.Tensor:
+        """(N, 4, H, W) raw deltas -> (N, 2·kh·kw, H, W) deformable offsets (deltas detached)."""
+        d = box_deltas.detach()
+        if self.mode == "ada":
+            return self.offset_conv(d)
+        return aligned_offsets(d, self.kernel_size)
+
+    def forward(self, x: torch.Tensor, box_deltas: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: (N, Cin, H, W) tower features.
+            box_deltas: (N, 4, H, W) raw (tx, ty, tw, th) predicted for this kernel's anchor at each location.
+        Returns:
+            (N, Cout, H, W).
+        """
+        assert box_deltas.shape[1] == 4 and box_deltas.shape[-2:] == x.shape[-2:], (
+            f"box_deltas must be (N, 4, H, W) matching x {tuple(x.shape)}, got {tuple(box_deltas.shape)}"
+        )
+        return self.conv(F.relu(self.dcn(x, self.offsets(box_deltas))))
+
+    def extra_repr(self):
+        return f"mode={self.mode}, kernel_size={self.kernel_size}"
