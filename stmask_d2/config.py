@@ -100,6 +100,10 @@ def add_stmask_config(cfg):
     _C.MODEL.STMASK.HEAD.USE_CENTERNESS = True
     # Reproduce the released code's centerness ordering bug (§12 item 10). False = the correct order.
     _C.MODEL.STMASK.HEAD.CENTERNESS_ORDER_BUG = False
+    # How the per-kernel FCA convs of a branch run: "separate" (one conv per kernel) or "grouped" (one conv with
+    # the bounding kernel, per-kernel weights zero-padded and stacked; same parameters and function). On CPU
+    # (384x640, 2 threads) separate is faster: it does 39 instead of 75 kernel taps per output triple.
+    _C.MODEL.STMASK.HEAD.FCA_IMPL = "separate"
 
     # FCB, feature calibration for boxes (§4, paper eqs. 6-9).
     _C.MODEL.STMASK.FCB = CN()

@@ -1,2 +1,11 @@
 """YouTube-VIS / OVIS / custom dataset registration and mappers. Importing registers the builtin splits."""
 from . import builtin  # noqa: F401
+from .build import (  # noqa: F401
+    YTVISKeyFrameDataset,
+    build_ytvis_test_loader,
+    build_ytvis_train_loader,
+    get_ytvis_key_frame_dicts,
+)
+from .builtin import add_register_ytvis_argument, register_ytvis_from_args  # noqa: F401
+from .dataset_mapper import YTVISPairDatasetMapper, YTVISTestDatasetMapper, sample_reference_frame  # noqa: F401
+from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances  # noqa: F401

@@ -1,1 +1,272 @@
-"""Placeholder module: being written; see docs/ARCHITECTURE.md for its contract."""
+"""STMask prediction head: shared towers + FCA per-kernel prediction convs (+ optional FCB) (STMASK_SPEC §3, §5).
+
+One module shared by all FPN levels. Per level x (N, 256, H, W):
+    u = ReLU(conv3x3(x))                                   ``upfeature`` (returned as "upfeatures" for TF)
+    class / box / mask / track towers: NUM_TOWER_CONVS x [conv3x3 + ReLU] on u
+    FCA: per anchor kernel (kh, kw) and branch, one conv of that shape (padding ((kh-1)/2, (kw-1)/2)) that predicts
+         the outputs of that kernel's anchors only: box 4 + centerness 1 (one conv), class C+1 (C for focal),
+         mask coefficients k, track embedding D.
+    FCB (optional): the class / mask / track prediction conv of a kernel is replaced by ``FCB`` driven by that
+         kernel's (detached) box deltas.
+
+Channel layout of every per-kernel conv: anchor-major, (n anchors of the kernel) x (channels of the branch); the
+kernels' outputs are concatenated on the channel axis, so after NCHW -> NHWC and a reshape the anchor order is
+location-major, anchor-minor with a = kernel_index * n + scale_index, i.e. the order of ``FCAAnchorGenerator``.
+
+``FCA_IMPL``: "separate" runs one conv per kernel; "grouped" runs one conv with the bounding kernel
+(max kh x max kw) whose weight is the per-kernel weights zero-padded (centred) and concatenated on the output
+axis. Both keep the same per-kernel parameters (identical state dicts) and compute the same function.
+"""
+import logging
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from torch import nn
+
+from .build import PREDICTION_HEAD_REGISTRY
+from .fcb import FCB
+
+__all__ = ["FCAConvs", "STMaskPredictionHead"]
+
+logger = logging.getLogger(__name__)
+
+_FCB_BRANCHES = ("class", "mask", "track")
+
+
+class FCAConvs(nn.Module):
+    """The per-kernel prediction convs of one branch.
+
+    forward(x: (N, Cin, H, W)) -> (N, G * out_channels, H, W), kernel-major channels (G = len(kernel_shapes)).
+    Parameters: ``convs.{g}.weight`` (out_channels, Cin, kh_g, kw_g) and ``convs.{g}.bias``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_shapes: Sequence[Sequence[int]],
+                 impl: str = "separate"):
+        super().__init__()
+        assert impl in ("grouped", "separate"), f"MODEL.STMASK.HEAD.FCA_IMPL must be grouped|separate, got {impl!r}"
+        self.kernel_shapes = [tuple(int(k) for k in s) for s in kernel_shapes]
+        for kh, kw in self.kernel_shapes:
+            assert kh % 2 == 1 and kw % 2 == 1, f"FCA kernel shapes must be odd, got {(kh, kw)}"
+        self.impl = impl
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(in_channels, out_channels, (kh, kw), padding=((kh - 1) // 2, (kw - 1) // 2))
+             for kh, kw in self.kernel_shapes]
+        )
+        self.bound = (max(k[0] for k in self.kernel_shapes), max(k[1] for k in self.kernel_shapes))
+        for c in self.convs:
+            nn.init.xavier_uniform_(c.weight)
+            nn.init.zeros_(c.bias)
+
+    def grouped_weight(self):
+        """(G * out_channels, Cin, KH, KW) weight and (G * out_channels,) bias of the bounding-kernel conv."""
+        KH, KW = self.bound
+        ws = []
+        for conv, (kh, kw) in zip(self.convs, self.kernel_shapes):
+            ph, pw = (KH - kh) // 2, (KW - kw) // 2
+            ws.append(F.pad(conv.weight, (pw, pw, ph, ph)) if ph or pw else conv.weight)
+        return torch.cat(ws, 0), torch.cat([c.bias for c in self.convs], 0)
+
+    def forward(self, x):
+        if len(self.convs) == 1:
+            return self.convs[0](x)
+        if self.impl == "separate":
+            return torch.cat([c(x) for c in self.convs], 1)
+        weight, bias = self.grouped_weight()
+        KH, KW = self.bound
+        return F.conv2d(x, weight, bias, padding=((KH - 1) // 2, (KW - 1) // 2))
+
+
+def _tower(channels: int, num_convs: int) -> nn.Sequential:
+    layers = []
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+def _to_anchors(t: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, A_loc * channels, H, W) -> (N, H * W * A_loc, channels), location-major, anchor-minor."""
+    n = t.shape[0]
+    return t.permute(0, 2, 3, 1).reshape(n, -1, channels)
+
+
+@PREDICTION_HEAD_REGISTRY.register()
+class STMaskPredictionHead(nn.Module):
+    """Dense per-anchor predictions on every FPN level (shared weights).
+
+    forward(features: list of (N, C_in, H_l, W_l), P3..P7) -> dict:
+        "pred_logits": (N, A, C+1) softmax logits, background = index C ((N, A, C) for focal),
+        "pred_deltas": (N, A, 4) raw (tx, ty, tw, th),
+        "pred_coeffs": (N, A, k) raw mask coefficients,
+        "pred_embeds": (N, A, D) L2-normalised track embeddings,
+        "pred_centerness": (N, A) tanh (only when ``use_centerness``),
+        "upfeatures": list of (N, conv_dim, H_l, W_l), the ``upfeature`` output per level.
+    A = sum_l H_l * W_l * num_anchors, levels in input order, location-major, anchor-minor.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_classes: int,
+        kernel_shapes: Sequence[Sequence[int]] = ((3, 3), (3, 5), (5, 3)),
+        anchors_per_kernel: int = 1,
+        conv_dim: int = 256,
+        num_tower_convs: int = 2,
+        mask_dim: int = 32,
+        track_dim: int = 128,
+        focal: bool = False,
+        use_centerness: bool = True,
+        centerness_order_bug: bool = False,
+        fcb_mode: str = "none",
+        fcb_branches: Sequence[str] = ("class",),
+        fca_impl: str = "separate",
+    ):
+        """
+        Args:
+            in_channels: channels of every input level (256).
+            num_classes: C foreground classes.
+            kernel_shapes: (kh, kw) of each prediction-conv kernel; kernel g predicts anchors
+                g * anchors_per_kernel ... (g + 1) * anchors_per_kernel - 1 of each location.
+            anchors_per_kernel: anchors predicted by each kernel (len(SCALES) in "kernel" mode).
+            conv_dim: channels of ``upfeature`` and the towers.
+            num_tower_convs: 3x3 conv+ReLU layers per tower.
+            mask_dim: k, mask coefficients per anchor.
+            track_dim: D, track embedding size.
+            focal: class outputs are C sigmoid logits instead of C+1 softmax logits.
+            use_centerness: predict the centerness (tanh) with the box deltas.
+            centerness_order_bug: reproduce the released code's centerness order (STMASK_SPEC §12 item 10).
+            fcb_mode: "none", "ada" or "ali"; FCB replaces the prediction convs of ``fcb_branches``.
+            fcb_branches: subset of ("class", "mask", "track").
+            fca_impl: "grouped" or "separate" (same function, see the module docstring).
+        """
+        super().__init__()
+        self.kernel_shapes = [tuple(int(k) for k in s) for s in kernel_shapes]
+        self.num_kernels = len(self.kernel_shapes)
+        self.anchors_per_kernel = int(anchors_per_kernel)
+        self.num_anchors = self.num_kernels * self.anchors_per_kernel
+        self.num_classes = num_classes
+        self.num_class_channels = num_classes if focal else num_classes + 1
+        self.mask_dim = mask_dim
+        self.track_dim = track_dim
+        self.use_centerness = use_centerness
+        self.centerness_order_bug = centerness_order_bug
+        self.box_channels = 5 if use_centerness else 4
+        assert fcb_mode in ("none", "ada", "ali"), f"MODEL.STMASK.FCB.MODE must be none|ada|ali, got {fcb_mode!r}"
+        self.fcb_mode = fcb_mode
+        self.fcb_branches = set(fcb_branches) if fcb_mode != "none" else set()
+        unknown = self.fcb_branches - set(_FCB_BRANCHES)
+        assert not unknown, f"MODEL.STMASK.FCB.BRANCHES must be a subset of {_FCB_BRANCHES}, got {sorted(unknown)}"
+        if self.fcb_branches and self.anchors_per_kernel != 1:
+            raise ValueError(
+                f"FCB needs exactly one anchor per kernel (its offsets come from that anchor's box deltas), but "
+                f"each kernel predicts {self.anchors_per_kernel} anchors. Use one entry in "
+                f"MODEL.ANCHOR_GENERATOR.SCALES, MODE 'kernel' and USE_FCA True, or set MODEL.STMASK.FCB.MODE 'none'."
+            )
+
+        self.upfeature = nn.Sequential(nn.Conv2d(in_channels, conv_dim, 3, padding=1), nn.ReLU(inplace=True))
+        self.class_tower = _tower(conv_dim, num_tower_convs)
+        self.box_tower = _tower(conv_dim, num_tower_convs)
+        self.mask_tower = _tower(conv_dim, num_tower_convs)
+        self.track_tower = _tower(conv_dim, num_tower_convs)
+        for seq in (self.upfeature, self.class_tower, self.box_tower, self.mask_tower, self.track_tower):
+            for m in seq:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+        a = self.anchors_per_kernel
+        self.box_pred = FCAConvs(conv_dim, a * self.box_channels, self.kernel_shapes, fca_impl)
+        self.class_pred = self._branch("class", conv_dim, a * self.num_class_channels, fca_impl)
+        self.coeff_pred = self._branch("mask", conv_dim, a * mask_dim, fca_impl)
+        self.track_pred = self._branch("track", conv_dim, a * track_dim, fca_impl)
+
+    def _branch(self, name, in_channels, out_channels, impl):
+        if name in self.fcb_branches:
+            return nn.ModuleList(
+                [FCB(in_channels, out_channels, kernel_size=k, mode=self.fcb_mode) for k in self.kernel_shapes]
+            )
+        return FCAConvs(in_channels, out_channels, self.kernel_shapes, impl)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: List[ShapeSpec]):
+        channels = {s.channels for s in input_shape}
+        assert len(channels) == 1, f"STMaskPredictionHead is shared by all levels; got channels {channels}"
+        ag = cfg.MODEL.ANCHOR_GENERATOR
+        h = cfg.MODEL.STMASK.HEAD
+        num_scales = len(ag.SCALES)
+        if ag.MODE == "ratio":
+            ratios = ag.ASPECT_RATIOS[0] if isinstance(ag.ASPECT_RATIOS[0], (list, tuple)) else ag.ASPECT_RATIOS
+            # every anchor uses a 3x3 kernel: one kernel predicting all of them
+            kernel_shapes, per_kernel = [(3, 3)], len(ratios) * num_scales
+        elif h.USE_FCA:
+            kernel_shapes, per_kernel = [tuple(k) for k in ag.KERNEL_SHAPES], num_scales
+        else:  # Yolact baseline: one 3x3 conv per branch for every anchor
+            kernel_shapes, per_kernel = [(3, 3)], len(ag.KERNEL_SHAPES) * num_scales
+        return {
+            "in_channels": channels.pop(),
+            "num_classes": cfg.MODEL.STMASK.NUM_CLASSES,
+            "kernel_shapes": kernel_shapes,
+            "anchors_per_kernel": per_kernel,
+            "conv_dim": h.CONV_DIM,
+            "num_tower_convs": h.NUM_TOWER_CONVS,
+            "mask_dim": cfg.MODEL.STMASK.MASK_DIM,
+            "track_dim": cfg.MODEL.STMASK.TRACK_DIM,
+            "focal": cfg.MODEL.STMASK.LOSS.CLASS_TYPE == "focal",
+            "use_centerness": h.USE_CENTERNESS,
+            "centerness_order_bug": h.CENTERNESS_ORDER_BUG,
+            "fcb_mode": cfg.MODEL.STMASK.FCB.MODE,
+            "fcb_branches": list(cfg.MODEL.STMASK.FCB.BRANCHES),
+            "fca_impl": h.FCA_IMPL,
+        }
+
+    def _predict(self, pred, x, deltas):
+        """Run a branch's prediction: FCAConvs, or per-kernel FCB modules fed with per-kernel box deltas."""
+        if isinstance(pred, FCAConvs):
+            return pred(x)
+        return torch.cat([fcb(x, d) for fcb, d in zip(pred, deltas)], 1)
+
+    def forward_level(self, x) -> Dict[str, torch.Tensor]:
+        """x: (N, C_in, H, W) -> per-level outputs, see ``forward`` (A_l = H * W * num_anchors)."""
+        n, _, hgt, wid = x.shape
+        up = self.upfeature(x)
+        box = self.box_pred(self.box_tower(up))  # (N, G * a * B, H, W)
+        deltas = None
+        if self.fcb_branches:  # one anchor per kernel: kernel g's deltas are channels [g*B, g*B+4)
+            b = self.box_channels
+            deltas = [box[:, g * b: g * b + 4] for g in range(self.num_kernels)]
+        logits = self._predict(self.class_pred, self.class_tower(up), deltas)
+        coeffs = self._predict(self.coeff_pred, self.mask_tower(up), deltas)
+        embeds = self._predict(self.track_pred, self.track_tower(up), deltas)
+
+        box_a = _to_anchors(box, self.box_channels)  # (N, A_l, B)
+        out = {
+            "pred_logits": _to_anchors(logits, self.num_class_channels),
+            "pred_deltas": box_a[..., :4],
+            "pred_coeffs": _to_anchors(coeffs, self.mask_dim),
+            "pred_embeds": F.normalize(_to_anchors(embeds, self.track_dim), dim=-1),
+            "upfeature": up,
+        }
+        if self.use_centerness:
+            if self.centerness_order_bug:
+                # released code: per-kernel (N, H, W, a) maps concatenated on the H axis, then flattened
+                ctr = box.view(n, self.num_kernels, self.anchors_per_kernel, self.box_channels, hgt, wid)[:, :, :, 4]
+                ctr = ctr.permute(0, 1, 3, 4, 2).reshape(n, -1)
+            else:
+                ctr = box_a[..., 4]
+            out["pred_centerness"] = torch.tanh(ctr)
+        return out
+
+    def forward(self, features: List[torch.Tensor]) -> Dict[str, object]:
+        """features: list of (N, C_in, H_l, W_l) (P3..P7) -> dict, see the class docstring."""
+        per_level = [self.forward_level(x) for x in features]
+        out = {
+            k: torch.cat([p[k] for p in per_level], 1)
+            for k in ("pred_logits", "pred_deltas", "pred_coeffs", "pred_embeds", "pred_centerness")
+            if k in per_level[0]
+        }
+        out["upfeatures"] = [p["upfeature"] for p in per_level]
+        return out
