@@ -7,6 +7,7 @@ the paper's variant. Use::
     from stmask_d2.config import add_stmask_config
     cfg = get_cfg(); add_stmask_config(cfg); cfg.merge_from_file("configs/...yaml")
 """
+import torch
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_stmask_config"]
@@ -15,6 +16,8 @@ __all__ = ["add_stmask_config"]
 def add_stmask_config(cfg):
     """Add the STMask keys (and STMask defaults for a few Detectron2 keys) to a Detectron2 config, in place."""
     _C = cfg
+    # Run on the GPU when there is one, else on the CPU (Detectron2's default "cuda" fails without a GPU).
+    _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
     # ---------------------------------------------------------------------------------------------------------
     # Input (STMASK_SPEC §1). RGB, ImageNet mean/std on the 0-255 scale, shortest edge 360 (max 640), padded to /32.

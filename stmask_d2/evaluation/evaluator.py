@@ -1,1 +1,177 @@
-"""Placeholder module: being written; see docs/ARCHITECTURE.md for its contract."""
+"""Detectron2 ``DatasetEvaluator`` for video instance segmentation in the YouTube-VIS format.
+
+Collects the per-video track outputs of the model (docs/ARCHITECTURE.md, "Model outputs"), writes
+``results.json`` and a server-ready ``results.zip`` (``results.json`` at the zip root), and, when the registered
+JSON has annotations, reports the official YouTube-VIS AP/AR (and optionally HOTA / DetA / AssA).
+"""
+import copy
+import itertools
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from collections import OrderedDict
+
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import create_small_table
+
+from .ytvis_eval import evaluate_ytvis, load_ytvis_gt, load_ytvis_results
+
+__all__ = ["YTVISEvaluator", "instances_to_ytvis_results"]
+
+logger = logging.getLogger(__name__)
+
+
+def _rle_json(seg):
+    if not seg:
+        return None
+    counts = seg["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    return {"size": [int(seg["size"][0]), int(seg["size"][1])], "counts": counts}
+
+
+def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=100):
+    """One video's model output -> list of YouTube-VIS result entries (dataset category ids, str RLE counts).
+
+    Keeps the ``max_tracks`` highest-scoring tracks (the official metric uses at most 100 per video and
+    category). Segmentation lists are padded with None / cut to ``length`` when given, with a warning.
+    """
+    video_id = output.get("video_id", video_id) if video_id is None else video_id
+    length = output.get("length", length) if length is None else length
+    tracks = sorted(output.get("tracks", []), key=lambda t: -float(t["score"]))[:max_tracks]
+    out = []
+    for tr in tracks:
+        cat = int(tr["category_id"])
+        if cat not in contiguous_to_dataset_id:
+            raise ValueError(f"track category_id {cat} is not a contiguous id of this dataset "
+                             f"(known: {sorted(contiguous_to_dataset_id)})")
+        segs = [_rle_json(s) for s in tr["segmentations"]]
+        if length is not None and len(segs) != length:
+            logger.warning("video %s: a track has %d segmentations for %d frames; padding/cutting to the length",
+                           video_id, len(segs), length)
+            segs = (segs + [None] * length)[:length]
+        out.append({"video_id": video_id, "category_id": contiguous_to_dataset_id[cat],
+                    "score": float(tr["score"]), "segmentations": segs})
+    return out
+
+
+def _atomic_write(path, write_fn, mode="w"):
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class YTVISEvaluator(DatasetEvaluator):
+    """Evaluate video instance segmentation with the official YouTube-VIS metric.
+
+    ``process(inputs, outputs)``: ``inputs`` are test-mapper dicts (``video_id``, ``length``), ``outputs`` the
+    per-video dicts ``{"video_id", "length", "tracks": [{"score", "category_id" (contiguous),
+    "segmentations": [RLE | None] * length}]}`` (a list aligned with ``inputs``, or one dict).
+    ``evaluate()``: gathers to the main process, writes ``output_dir/results.json`` and ``results.zip``
+    atomically, returns ``{"segm": {AP, AP50, AP75, APs, APm, APl, AR1, AR10[, HOTA, DetA, AssA]}}`` (x100, NaN
+    where undefined) if the dataset has annotations, else ``{}``.
+    """
+
+    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=100):
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._hota = hota
+        self._max_tracks = max_tracks_per_video
+        self._metadata = MetadataCatalog.get(dataset_name)
+        self._json_file = getattr(self._metadata, "json_file", None)
+        self._id_map = None
+        self._predictions = []
+
+    def reset(self):
+        self._predictions = []
+
+    def _contiguous_to_dataset_id(self):
+        if self._id_map is None:
+            m = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", None)
+            if m is None:  # same convention as the dataset loader: sorted dataset ids -> 0..C-1
+                assert self._json_file, f"dataset {self._dataset_name!r} has neither a category map nor json_file"
+                with open(self._json_file) as f:
+                    cats = json.load(f).get("categories") or []
+                m = {c["id"]: i for i, c in enumerate(sorted(cats, key=lambda c: c["id"]))}
+            self._id_map = {int(v): k for k, v in m.items()}
+        return self._id_map
+
+    def process(self, inputs, outputs):
+        if isinstance(outputs, dict):
+            outputs = [outputs]
+        id_map = self._contiguous_to_dataset_id()
+        for inp, out in zip(inputs, outputs):
+            vid = inp.get("video_id", out.get("video_id"))
+            self._predictions.append(
+                (vid, instances_to_ytvis_results(out, id_map, length=inp.get("length", out.get("length")),
+                                                 video_id=vid, max_tracks=self._max_tracks))
+            )
+
+    def evaluate(self):
+        if self._distributed:
+            comm.synchronize()
+            parts = comm.gather(self._predictions, dst=0)
+            if not comm.is_main_process():
+                return {}
+            predictions = list(itertools.chain(*parts))
+        else:
+            predictions = self._predictions
+        seen, results = set(), []
+        for vid, entries in predictions:  # a video seen twice (padded sampler) counts once
+            if vid in seen:
+                continue
+            seen.add(vid)
+            results.extend(entries)
+        if not predictions:
+            logger.warning("[YTVISEvaluator] did not receive any prediction")
+
+        zip_path = None
+        if self._output_dir:
+            os.makedirs(self._output_dir, exist_ok=True)
+            json_path = os.path.join(self._output_dir, "results.json")
+            _atomic_write(json_path, lambda f: json.dump(results, f))
+            zip_path = os.path.join(self._output_dir, "results.zip")
+
+            def _zip(f):
+                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                    z.write(json_path, arcname="results.json")
+
+            _atomic_write(zip_path, _zip, mode="wb")
+            logger.info("Wrote %d tracks of %d videos to %s", len(results), len(seen), json_path)
+
+        gt_dict = None
+        if self._json_file and os.path.isfile(self._json_file):
+            with open(self._json_file) as f:
+                gt_dict = json.load(f)
+        if gt_dict is None or gt_dict.get("annotations") is None:
+            if zip_path:
+                logger.info("No annotations for %s: submit %s to the evaluation server", self._dataset_name, zip_path)
+            else:
+                logger.info("No annotations for %s and no output_dir: nothing evaluated", self._dataset_name)
+            return {}
+
+        gt = load_ytvis_gt(gt_dict)
+        del gt_dict
+        res = load_ytvis_results(copy.copy(results), gt)
+        stats = evaluate_ytvis(gt, res)
+        if self._hota:
+            from .hota import compute_hota
+
+            stats.update(compute_hota(gt, res))
+        segm = OrderedDict((k, float(v * 100) if v >= 0 else float("nan")) for k, v in stats.items())
+        logger.info("YouTube-VIS evaluation results for %s:\n%s", self._dataset_name, create_small_table(segm))
+        return OrderedDict({"segm": segm})
