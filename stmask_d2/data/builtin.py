@@ -20,6 +20,7 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from .frames import register_ytvis_frames
 from .ytvis import register_ytvis_instances
 
 __all__ = [
@@ -97,6 +98,9 @@ def register_all_ytvis(root=None):
             DatasetCatalog.remove(name)  # a new root: move the builtin split there
             MetadataCatalog.remove(name)
         register_ytvis_instances(name, _split_metadata(name), json_file, image_root)
+        if name.endswith("_valid_sub"):
+            # image-level view of the held-out split (frame-level mask AP with COCOEvaluator)
+            register_ytvis_frames(name + "_frames", name)
 
 
 def add_register_ytvis_argument(parser):

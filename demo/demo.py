@@ -1,0 +1,333 @@
+#!/usr/bin/env python
+"""STMask demo: online video instance segmentation of a video file, a folder of frames or a webcam.
+
+    python demo/demo.py --config-file configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml \\
+        --video-input my.mp4 --output out.mp4 --output-json results.json --opts MODEL.WEIGHTS model.pth
+    python demo/demo.py --config-file ... --input frames_dir/ --output out_frames/ --fps 6 --opts ...
+    python demo/demo.py --config-file ... --webcam --opts MODEL.WEIGHTS model.pth
+
+Every track keeps one colour and is labelled "[id] class score". Frames are streamed: memory does not grow with
+the video's length. The annotated video keeps the source's frame rate and size (a folder of frames: --fps).
+``--output`` ending in .mp4/.avi/.mkv/.mov/.m4v writes a video, anything else a folder of frames; outputs are
+written to temporary files beside the target and renamed at the end, so a failure leaves nothing half-written.
+User errors (unreadable input, unwritable output, missing or corrupt weights, bad config key) print one line on
+stderr and exit with code 2.
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import cv2
+import torch
+import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # `predictor` beside this file
+
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from stmask_d2.config import add_stmask_config  # noqa: E402
+from stmask_d2.data import add_register_ytvis_argument, register_ytvis_from_args  # noqa: E402
+from stmask_d2.utils.video import FrameReadError, VideoFileSource, frames_from_folder_or_glob  # noqa: E402
+from stmask_d2.utils.visualizer import TrackVisualizer  # noqa: E402
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
+_FOURCC = {".avi": "XVID", ".mkv": "XVID"}  # others: mp4v
+WINDOW_NAME = "STMask"
+
+logger = logging.getLogger("stmask_d2.demo")
+
+
+class DemoError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description="STMask demo (Detectron2 conventions)")
+    parser.add_argument("--config-file", default="configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml",
+                        metavar="FILE", help="path to config file")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video-input", metavar="PATH", help="a video file (anything OpenCV reads)")
+    src.add_argument("--input", metavar="DIR_OR_GLOB", help="a folder of frames or a glob, e.g. 'dir/*.jpg'")
+    src.add_argument("--webcam", action="store_true", help="take input from webcam 0 (shows a window)")
+    parser.add_argument("--output", metavar="PATH",
+                        help="annotated output: a video file (.mp4/.avi/.mkv/.mov/.m4v) or a folder of frames; "
+                             "default: none")
+    parser.add_argument("--output-json", metavar="FILE", help="write YouTube-VIS results of the video to FILE")
+    parser.add_argument("--confidence-threshold", type=float, default=0.3,
+                        help="minimum per-frame score of a track to be drawn / written to the JSON")
+    parser.add_argument("--fps", type=float, default=6.0, help="frame rate of the output for --input folders")
+    parser.add_argument("--video-id", type=int, default=1, help="video_id written in --output-json")
+    add_register_ytvis_argument(parser)
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
+                        help="modify config options using the command-line 'KEY VALUE' pairs")
+    return parser
+
+
+def setup_cfg(args):
+    cfg = get_cfg()
+    add_stmask_config(cfg)
+    register_ytvis_from_args(args)
+    if not os.path.isfile(args.config_file):
+        raise FileNotFoundError(f"Config file '{args.config_file}' does not exist (see configs/).")
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but CUDA is not available: running on the CPU.")
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# input
+# ---------------------------------------------------------------------------------------------------------------
+def open_source(args):
+    """Returns (frame source, height, width, fps, output names or None). The first frame is decoded here."""
+    if args.webcam:
+        src = VideoFileSource(0)
+        return src, src.height, src.width, _sane_fps(src.fps), None
+    if args.video_input:
+        if not os.path.isfile(args.video_input):
+            raise FileNotFoundError(f"--video-input {args.video_input!r} does not exist")
+        src = VideoFileSource(args.video_input)
+        return src, src.height, src.width, _sane_fps(src.fps), None
+    if not (os.path.exists(args.input) or any(c in args.input for c in "*?[")):
+        raise FileNotFoundError(f"--input {args.input!r} does not exist (a folder of frames or a glob pattern)")
+    src = frames_from_folder_or_glob(args.input)
+    first = src[0]
+    if args.fps <= 0:
+        raise ValueError(f"--fps must be positive, got {args.fps}")
+    return src, first.shape[0], first.shape[1], args.fps, [os.path.basename(f) for f in src.file_names]
+
+
+def _sane_fps(fps):
+    return fps if fps and 0 < fps < 1000 else 30.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# outputs: written to temporaries beside the target, committed (renamed) at the end, removed on failure
+# ---------------------------------------------------------------------------------------------------------------
+def _publish(tmp, path):
+    """Rename a finished temporary onto ``path`` with the usual permissions (mkstemp creates files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def _parent_dir(path, flag):
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise DemoError(f"{flag} {path!r}: folder {parent!r} does not exist")
+    return parent
+
+
+class VideoSink:
+    def __init__(self, path, fps, width, height):
+        self.path, self.writer = path, None
+        parent = _parent_dir(path, "--output")
+        if os.path.isdir(path):
+            raise DemoError(f"--output {path!r} is a folder; give a video file name or a folder without extension")
+        ext = os.path.splitext(path)[1].lower()
+        try:  # the temporary keeps the extension: OpenCV picks the container from it
+            fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=ext, dir=parent)
+            os.close(fd)
+        except OSError as e:
+            raise DemoError(f"--output {path!r} is not writable ({e.strerror or e})") from e
+        self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*_FOURCC.get(ext, "mp4v")), float(fps),
+                                      (width, height), True)
+        if not self.writer.isOpened():
+            self.abort()
+            raise DemoError(f"--output {path!r}: OpenCV cannot write {ext} videos here (try .avi or a folder)")
+
+    def write(self, frame_rgb, t):
+        self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+
+    def commit(self):
+        self.writer.release()
+        self.writer = None
+        _publish(self.tmp, self.path)
+
+    def abort(self):
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+class FolderSink:
+    """Frames to a folder: written into a hidden temporary folder beside it, moved in at the end."""
+
+    def __init__(self, path, names=None):
+        self.path, self.names = path, names
+        parent = _parent_dir(path, "--output")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise DemoError(f"--output {path!r} exists and is not a folder")
+        try:
+            self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.normpath(path)) + ".", dir=parent)
+        except OSError as e:
+            raise DemoError(f"--output {path!r} is not writable ({e.strerror or e})") from e
+        self.written = []
+
+    def write(self, frame_rgb, t):
+        name = self.names[t] if self.names is not None else f"{t:05d}.jpg"
+        if not cv2.imwrite(os.path.join(self.tmp, name), cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)):
+            raise DemoError(f"--output {self.path!r}: cannot write frame {name!r}")
+        self.written.append(name)
+
+    def commit(self):
+        os.makedirs(self.path, exist_ok=True)
+        for name in self.written:
+            os.replace(os.path.join(self.tmp, name), os.path.join(self.path, name))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def abort(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class JsonSink:
+    def __init__(self, path):
+        self.path = path
+        parent = _parent_dir(path, "--output-json")
+        if os.path.isdir(path):
+            raise DemoError(f"--output-json {path!r} is a folder; give a file name")
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+            os.close(fd)
+        except OSError as e:
+            raise DemoError(f"--output-json {path!r} is not writable ({e.strerror or e})") from e
+
+    def commit(self, obj):
+        with open(self.tmp, "w") as f:
+            json.dump(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(self.tmp, self.path)
+
+    def abort(self):
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def _window_available():
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_NORMAL)
+        return True
+    except cv2.error:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def run(args):
+    if not 0.0 <= args.confidence_threshold <= 1.0:
+        raise ValueError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    cfg = setup_cfg(args)
+    source, height, width, fps, names = open_source(args)
+
+    video_sink = json_sink = None
+    sinks = []
+    try:
+        if args.output:
+            if os.path.splitext(args.output)[1].lower() in VIDEO_EXTENSIONS:
+                video_sink = VideoSink(args.output, fps, width, height)
+            else:
+                video_sink = FolderSink(args.output, names)
+            sinks.append(video_sink)
+        if args.output_json:
+            json_sink = JsonSink(args.output_json)
+            sinks.append(json_sink)
+
+        from predictor import VideoPredictor
+
+        try:
+            predictor = VideoPredictor(cfg)
+        except (FileNotFoundError, RuntimeError) as e:  # missing / corrupt MODEL.WEIGHTS (one-line messages)
+            raise DemoError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+        visualizer = TrackVisualizer(predictor.metadata)
+        results = predictor.results_builder(args.video_id) if json_sink else None
+        window = args.webcam and _window_available()
+        draw = video_sink is not None or window
+
+        n, draw_s = 0, 0.0
+        start = time.perf_counter()
+        bar = tqdm.tqdm(total=len(source) or None, unit="frame", dynamic_ncols=True)
+        try:
+            for frame, instances in predictor(source, height, width):
+                keep = instances[instances.scores >= args.confidence_threshold] if len(instances) else instances
+                if draw:
+                    t0 = time.perf_counter()
+                    vis = visualizer.draw_frame(frame, keep)
+                    draw_s += time.perf_counter() - t0
+                    if video_sink is not None:
+                        video_sink.write(vis, n)
+                    if window:
+                        cv2.imshow(WINDOW_NAME, cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+                        if cv2.waitKey(1) == 27:  # Esc
+                            n += 1
+                            bar.update(1)
+                            break
+                if results is not None:
+                    results.add(keep)
+                n += 1
+                bar.update(1)
+        finally:
+            bar.close()
+            if window:
+                cv2.destroyAllWindows()
+        elapsed = time.perf_counter() - start
+        if n == 0:
+            raise FrameReadError("the input has no readable frame")
+
+        if video_sink is not None:
+            video_sink.commit()
+        if json_sink is not None:
+            json_sink.commit(results.entries())
+    except BaseException:
+        for s in sinks:
+            s.abort()
+        raise
+
+    msg = f"Processed {n} frames of {width}x{height} in {elapsed:.2f}s: {n / elapsed:.2f} FPS end-to-end"
+    if draw and n:
+        msg += f" (drawing {draw_s / n * 1000:.1f} ms/frame)"
+    print(msg)
+    if args.output:
+        print(f"Annotated {'video' if isinstance(video_sink, VideoSink) else 'frames'}: {args.output}")
+    if args.output_json:
+        print(f"YouTube-VIS results: {args.output_json}")
+    return 0
+
+
+def setup_logging():
+    setup_logger(name="fvcore")
+    setup_logger()
+    setup_logger(name="stmask_d2")
+
+
+def main(argv=None):
+    """Runs the demo; returns the exit code (0, 2 for user errors, 130 when interrupted). Logging is set up by
+    the command line entry point only (call :func:`setup_logging` to see the logs when calling this)."""
+    args = get_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (DemoError, FileNotFoundError, FrameReadError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"demo.py: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("demo.py: interrupted; partial outputs removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    setup_logging()
+    sys.exit(main())

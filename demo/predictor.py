@@ -1,0 +1,146 @@
+"""Streaming video predictor for the demo: builds STMask, loads its weights and tracks a video frame by frame.
+
+    predictor = VideoPredictor(cfg)
+    results = predictor.results_builder(video_id=1)
+    for frame, instances in predictor(frames, height, width):   # frames: iterable of HxWx3 uint8 RGB
+        results.add(instances)                                   # RLE per track, frames are not kept
+    ytvis_entries = results.entries()                            # YouTube-VIS results list for the video
+
+Memory stays flat with video length: one frame is in flight at a time and the results keep compact RLEs only
+(aggregated by :class:`stmask_d2.tracking.VideoResults`, the same code the evaluator path uses).
+"""
+import json
+import logging
+import os
+
+import numpy as np
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import build_model
+
+import stmask_d2  # noqa: F401  (registers the model parts and datasets)
+from stmask_d2.engine import AtomicDetectionCheckpointer
+from stmask_d2.layers import encode_masks_rle
+from stmask_d2.tracking import VideoResults
+
+__all__ = ["VideoPredictor", "YTVISResultsBuilder", "video_metadata"]
+
+logger = logging.getLogger(__name__)
+
+
+def video_metadata(cfg):
+    """Metadata of the first test dataset (class names, dataset ids), or an empty one.
+
+    Datasets registered with ``--register-ytvis`` get their classes from the JSON on first load; here only the
+    JSON's ``categories`` are read (no annotations are parsed into dataset dicts) when the metadata lacks them.
+    """
+    name = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused_stmask_demo"
+    meta = MetadataCatalog.get(name)
+    if not hasattr(meta, "thing_classes"):
+        json_file = getattr(meta, "json_file", None)
+        if json_file and os.path.isfile(json_file):
+            try:
+                with open(json_file) as f:
+                    cats = sorted(json.load(f).get("categories") or [], key=lambda c: c["id"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                logger.warning(f"Could not read the categories of {json_file} ({e}); labels show class indices.")
+                cats = []
+            if cats:
+                meta.set(thing_classes=[c["name"] for c in cats],
+                         thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
+    classes = getattr(meta, "thing_classes", None)
+    if classes is not None and len(classes) != cfg.MODEL.STMASK.NUM_CLASSES:
+        logger.warning(
+            f"Dataset {name!r} has {len(classes)} classes but MODEL.STMASK.NUM_CLASSES={cfg.MODEL.STMASK.NUM_CLASSES};"
+            f" labels may be wrong (pass the matching DATASETS.TEST or --register-ytvis)."
+        )
+    return meta
+
+
+class YTVISResultsBuilder:
+    """Incremental YouTube-VIS results of one video: ``add(instances)`` per frame (in order), then ``entries()``.
+
+    Each frame's masks are RLE-encoded at once and only the RLEs are kept. ``category_id`` is the dataset id
+    (``metadata.thing_dataset_id_to_contiguous_id`` inverted) when the metadata has the mapping, else
+    contiguous + 1 (the YouTube-VIS convention of ids starting at 1).
+    """
+
+    def __init__(self, video_id=1, metadata=None, score_thresh=0.0, max_tracks=100):
+        self.video_id = video_id
+        self.score_thresh = float(score_thresh)
+        self.max_tracks = max_tracks
+        id_map = getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
+        self._to_dataset_id = {int(v): int(k) for k, v in id_map.items()} if id_map else None
+        self._acc = VideoResults()
+        self.length = 0
+
+    def add(self, instances):
+        """Add the next frame's tracked instances (fields track_ids, scores, pred_classes, pred_masks)."""
+        t = self.length
+        self.length += 1
+        if len(instances) and self.score_thresh > 0:
+            instances = instances[instances.scores >= self.score_thresh]
+        if len(instances) == 0:
+            return
+        rles = encode_masks_rle(instances.pred_masks)
+        self._acc.add_frame(t, instances.track_ids, instances.scores, instances.pred_classes, rles)
+
+    def dataset_category(self, contiguous_id):
+        if self._to_dataset_id is None:
+            return int(contiguous_id) + 1
+        return self._to_dataset_id[int(contiguous_id)]
+
+    def entries(self):
+        """YouTube-VIS results list: ``[{"video_id", "score", "category_id", "segmentations"}, ...]`` with one RLE
+        or None per frame (``len(segmentations) == number of frames added``)."""
+        return [
+            {
+                "video_id": self.video_id,
+                "score": tr["score"],
+                "category_id": self.dataset_category(tr["category_id"]),
+                "segmentations": tr["segmentations"],
+            }
+            for tr in self._acc.finalize(self.length, self.max_tracks)
+        ]
+
+
+class VideoPredictor:
+    """Build STMask from ``cfg``, load ``cfg.MODEL.WEIGHTS`` (random init when empty), eval mode.
+
+    ``__call__(frames, height, width)`` streams ``(frame, Instances)`` pairs: ``frames`` is an iterable of HxWx3
+    uint8 **RGB** arrays (converted to ``cfg.INPUT.FORMAT`` for the model), each yielded back with its
+    tracked instances (``track_ids``, ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` at
+    (height, width), on CPU).
+
+    Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if self.cfg.MODEL.WEIGHTS:
+            AtomicDetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        else:
+            logger.warning("MODEL.WEIGHTS is empty: the model has random weights (its output is meaningless).")
+        self.metadata = video_metadata(self.cfg)
+        self.input_format = self.cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR for the video predictor, got {self.input_format}.")
+
+    def results_builder(self, video_id=1, score_thresh=0.0):
+        return YTVISResultsBuilder(video_id, self.metadata, score_thresh,
+                                   max_tracks=self.cfg.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO)
+
+    def __call__(self, frames, height, width):
+        current = [None]
+
+        def model_frames():
+            for frame in frames:
+                current[0] = frame
+                yield np.ascontiguousarray(frame[:, :, ::-1]) if self.input_format == "BGR" else frame
+
+        # track_frames consumes exactly one frame per yielded result, so current[0] is that result's frame
+        for instances in self.model.track_frames(model_frames(), height, width):
+            frame, current[0] = current[0], None
+            yield frame, instances.to(torch.device("cpu"))

@@ -1,0 +1,136 @@
+"""Track visualiser: every track keeps ONE colour for its whole life and is labelled "[id] class score".
+
+Built on Detectron2's :class:`~detectron2.utils.visualizer.Visualizer` primitives (``overlay_instances``:
+boxes, label placement and font sizing as in Detectron2). Unlike Detectron2's ``VideoVisualizer``, which
+re-identifies instances by mask IoU between frames to keep colours stable, STMask's tracker already gives
+identities, so the colour is a pure function of the track id (:func:`track_color`): no state, the same id gets
+the same colour in any frame, any video and any process.
+
+Two mask styles (``fast_masks``):
+
+* ``True`` (default, the demo's hot path): masks are alpha-blended into the frame with NumPy in one vectorised
+  pass (no polygon extraction), then ``overlay_instances`` draws boxes and labels only.
+* ``False``: masks go through ``overlay_instances`` as polygons (Detectron2's exact look, slower: contour
+  extraction and matplotlib polygon rendering per instance).
+
+Input / output frames are HxWx3 uint8 **RGB**.
+"""
+from typing import Optional, Sequence
+
+import numpy as np
+from detectron2.structures import Instances
+from detectron2.utils.colormap import colormap
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+__all__ = ["TrackVisualizer", "track_color", "track_labels"]
+
+_PALETTE = colormap(rgb=True, maximum=1).astype(np.float32)  # (74, 3) Detectron2's colours, RGB in [0, 1]
+
+
+def track_color(track_id: int) -> np.ndarray:
+    """RGB colour in [0, 1] (shape (3,)) of a track id; deterministic, consecutive ids get distant colours.
+
+    The id is scrambled with Knuth's multiplicative hash before indexing Detectron2's palette so that ids 1, 2,
+    3 ... do not walk the palette in order (neighbouring palette entries are similar hues).
+    """
+    idx = ((int(track_id) * 2654435761) & 0xFFFFFFFF) % len(_PALETTE)
+    return _PALETTE[idx]
+
+
+def track_labels(track_ids, classes, scores, class_names: Optional[Sequence[str]] = None):
+    """Labels ``"[id] class 87%"`` (Detectron2's percentage style); class names from ``class_names`` when given
+    and in range, else the contiguous class index."""
+    labels = []
+    for tid, c, s in zip(track_ids, classes, scores):
+        c = int(c)
+        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        labels.append(f"[{int(tid)}] {name} {float(s) * 100:.0f}%")
+    return labels
+
+
+class TrackVisualizer:
+    """Draws tracked instances (``track_ids``, ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks``)
+    on RGB frames.
+
+    Args:
+        metadata: Detectron2 ``Metadata`` (``thing_classes`` used for labels), or None.
+        instance_mode: ``ColorMode.IMAGE`` or ``ColorMode.IMAGE_BW`` (grey background outside the masks).
+        alpha: mask opacity.
+        fast_masks: see the module docstring.
+    """
+
+    def __init__(self, metadata=None, instance_mode=ColorMode.IMAGE, alpha: float = 0.5, fast_masks: bool = True):
+        if instance_mode not in (ColorMode.IMAGE, ColorMode.IMAGE_BW):
+            raise ValueError(f"TrackVisualizer supports ColorMode.IMAGE and IMAGE_BW, got {instance_mode}.")
+        self.metadata = metadata
+        self.instance_mode = instance_mode
+        self.alpha = float(alpha)
+        self.fast_masks = fast_masks
+        classes = getattr(metadata, "thing_classes", None) if metadata is not None else None
+        self.class_names = list(classes) if classes else None
+
+    def draw_frame(self, frame: np.ndarray, instances: Instances) -> np.ndarray:
+        """
+        Args:
+            frame: (H, W, 3) uint8 RGB.
+            instances: tracked instances of this frame at (H, W), on any device.
+        Returns:
+            (H, W, 3) uint8 RGB annotated frame (a new array; ``frame`` is not modified).
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"draw_frame needs an HxWx3 RGB frame, got shape {frame.shape}.")
+        n = len(instances)
+        masks = None
+        if n and instances.has("pred_masks"):
+            masks = instances.pred_masks
+            masks = (masks.cpu().numpy() if hasattr(masks, "cpu") else np.asarray(masks)).astype(bool)
+        img = frame
+        if self.instance_mode == ColorMode.IMAGE_BW:
+            img = self._grey_background(frame, masks)
+        if n == 0:
+            return np.array(img, dtype=np.uint8, copy=True)
+
+        ids = instances.track_ids.tolist()
+        colors = [track_color(t) for t in ids]
+        labels = track_labels(ids, instances.pred_classes.tolist(), instances.scores.tolist(), self.class_names)
+        boxes = instances.pred_boxes.tensor.cpu().numpy() if instances.has("pred_boxes") else None
+
+        if self.fast_masks and masks is not None:
+            img = self._blend_masks(img, masks, colors)
+            masks = None
+        vis = Visualizer(img, self.metadata, instance_mode=ColorMode.IMAGE)
+        out = vis.overlay_instances(
+            boxes=boxes,
+            labels=labels,
+            masks=list(masks) if masks is not None else None,
+            assigned_colors=colors,
+            alpha=self.alpha,
+        )
+        return out.get_image()
+
+    def _blend_masks(self, img: np.ndarray, masks: np.ndarray, colors) -> np.ndarray:
+        """One pass over the pixels: later (smaller) masks are painted over larger ones, like Visualizer."""
+        areas = masks.reshape(len(masks), -1).sum(1)
+        order = np.argsort(-areas, kind="stable")
+        # label map: index (1-based, in drawing order) of the top-most mask per pixel, 0 = background
+        top = np.zeros(masks.shape[1:], dtype=np.int32)
+        for rank, k in enumerate(order, start=1):
+            top[masks[k]] = rank
+        fg = top > 0
+        if not fg.any():
+            return np.array(img, dtype=np.uint8, copy=True)
+        lut = np.zeros((len(order) + 1, 3), dtype=np.float32)
+        lut[1:] = np.stack([colors[k] for k in order]) * 255.0
+        out = np.array(img, dtype=np.uint8, copy=True)
+        px = out[fg].astype(np.float32)
+        out[fg] = (px * (1.0 - self.alpha) + lut[top[fg]] * self.alpha + 0.5).astype(np.uint8)
+        return out
+
+    @staticmethod
+    def _grey_background(frame: np.ndarray, masks: Optional[np.ndarray]) -> np.ndarray:
+        grey = frame.astype(np.float32).mean(axis=2, keepdims=True).astype(np.uint8)
+        out = np.repeat(grey, 3, axis=2)
+        if masks is not None and len(masks):
+            fg = masks.any(axis=0)
+            out[fg] = frame[fg]
+        return out

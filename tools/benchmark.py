@@ -1,0 +1,497 @@
+#!/usr/bin/env python
+"""End-to-end online benchmark of STMask (and Detectron2's Mask R-CNN R50-FPN for comparison).
+
+Streams a procedural synthetic video (moving textured shapes on a textured background, generated one frame at a
+time in memory; default 360x640) through ``model.track_frames`` + RLE encoding + per-track aggregation
+(``VideoResults``) -- the full online path of the evaluator and the demo -- and prints a table:
+
+* per-stage time (ms/frame and % of the total): backbone+FPN, head, NMS+masks, TF, tracker, paste+RLE, plus
+  "other" (pre-processing, resize, Python glue = end-to-end time minus the timed stages);
+* end-to-end FPS, peak memory (CPU: peak resident set size, VmHWM of /proc/self/status; CUDA:
+  ``torch.cuda.max_memory_allocated``), detections and emitted tracks per frame;
+* FLOPs of the frame-level network for one frame (fvcore ``FlopCountAnalysis`` on backbone+FPN, prediction head
+  and ProtoNet; deformable convs are counted with a conv-like handle; other unsupported ops are listed);
+* Mask R-CNN R50-FPN (model_zoo ``mask_rcnn_R_50_FPN_3x``, random init, ``SCORE_THRESH_TEST 0``,
+  ``DETECTIONS_PER_IMAGE 100`` so its mask head runs on 100 boxes as in use) on the same frames resized the same
+  way, timed over forward (incl. mask pasting at the frame size) + RLE encoding of its masks, and the ratio.
+
+Untrained weights and detection load (``--dets-per-frame``, default 15): a randomly initialised STMask scores every
+anchor near 1/(C+1), so with the configured threshold it yields either nothing or hundreds of boxes. The flag sets
+``MODEL.STMASK.TEST.SCORE_THRESH 0`` and ``NMS_TOP_K = MAX_DETECTIONS = N``: the N best-scoring anchors enter Fast
+NMS, so at most N (typically a little fewer) detections per frame reach mask assembly and the tracker, like a
+trained model on a busy YouTube-VIS frame. ``--dets-per-frame 0`` keeps the config's own test settings (use it
+with trained ``--weights``). The mean detection and emitted-track counts are printed so the load is visible.
+
+    python tools/benchmark.py [--config-file configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml] [--frames 20]
+        [--warmup 3] [--device cpu|cuda] [--fp16] [--height 360 --width 640] [--weights PATH] [--skip-maskrcnn]
+        [--long-video N] [--threads T] [--opts KEY VALUE ...]
+
+A script that prints numbers; it never asserts timings.
+"""
+import argparse
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+STAGES = ["backbone+fpn", "head", "nms+masks", "tf", "tracker", "paste+rle"]
+STAGE_TITLES = {"backbone+fpn": "backbone+FPN", "head": "head", "nms+masks": "NMS+masks", "tf": "TF",
+                "tracker": "tracker", "paste+rle": "paste+RLE"}
+DEFAULT_CONFIG = "configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml"
+MASK_RCNN_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default=DEFAULT_CONFIG, metavar="FILE")
+    p.add_argument("--frames", type=int, default=20, help="timed frames (one video)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames run first (a separate short video)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--fp16", action="store_true", help="CUDA autocast (float16) for both models")
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--weights", default="", help="STMask weights (default: random init)")
+    p.add_argument("--dets-per-frame", type=int, default=15,
+                   help="force about N detections per frame for untrained weights (0: keep the config's)")
+    p.add_argument("--skip-maskrcnn", action="store_true", help="do not time Mask R-CNN")
+    p.add_argument("--skip-flops", action="store_true", help="do not count FLOPs")
+    p.add_argument("--long-video", type=int, default=0, metavar="N",
+                   help="also stream N frames and report peak memory at 100 and at N frames")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="STMask config overrides KEY VALUE ...")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# synthetic video
+# ---------------------------------------------------------------------------------------------------------------
+def synthetic_video(num_frames, height, width, seed=0, num_objects=8):
+    """Yields ``num_frames`` HxWx3 uint8 RGB frames: textured moving ellipses / rectangles / triangles that bounce
+    off the borders over a textured background. Deterministic; one frame in memory at a time."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    background = (
+        96 + 40 * np.sin(xx[..., None] / 23.0 + np.array([0.0, 1.0, 2.0]))
+        + 30 * np.cos(yy[..., None] / 17.0 + np.array([2.0, 0.5, 1.0]))
+    ).clip(0, 255).astype(np.uint8)
+    s = min(height, width)
+    objs = []
+    for _ in range(num_objects):
+        objs.append({
+            "kind": rng.randint(3),
+            "pos": rng.uniform([0.15 * width, 0.15 * height], [0.85 * width, 0.85 * height]),
+            "vel": rng.uniform(-0.012, 0.012, 2) * s,
+            "size": rng.uniform(0.06, 0.18, 2) * s,
+            "colors": rng.randint(0, 256, (2, 3)),
+            "freq": rng.uniform(3.0, 9.0),
+        })
+    for t in range(num_frames):
+        frame = background.copy()
+        for o in objs:
+            o["pos"] += o["vel"]
+            for d, lim in ((0, width), (1, height)):
+                if not 0 <= o["pos"][d] < lim:
+                    o["vel"][d] *= -1
+                    o["pos"][d] = np.clip(o["pos"][d], 0, lim - 1)
+            cx, cy = o["pos"]
+            ax, ay = o["size"]
+            x0, x1 = int(max(cx - ax, 0)), int(min(cx + ax + 1, width))
+            y0, y1 = int(max(cy - ay, 0)), int(min(cy + ay + 1, height))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            u = (xx[y0:y1, x0:x1] - cx) / ax
+            v = (yy[y0:y1, x0:x1] - cy) / ay
+            if o["kind"] == 0:
+                inside = u * u + v * v <= 1
+            elif o["kind"] == 1:
+                inside = (np.abs(u) <= 0.9) & (np.abs(v) <= 0.9)
+            else:
+                inside = (v <= 0.9) & (v >= 2 * np.abs(u) - 1)
+            stripes = (np.sin((u + v + 0.05 * t) * o["freq"]) > 0)[..., None]
+            tex = np.where(stripes, o["colors"][0], o["colors"][1]).astype(np.uint8)
+            region = frame[y0:y1, x0:x1]
+            region[inside] = tex[inside]
+        yield frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# memory
+# ---------------------------------------------------------------------------------------------------------------
+def _proc_status_kb(key):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_memory_mib(device):
+    """CUDA: peak allocated by PyTorch since the last reset; CPU: peak resident set size of the process."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    kb = _proc_status_kb("VmHWM")
+    if kb is None:  # not Linux: ru_maxrss (KiB on Linux, bytes on macOS)
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        kb = r / 1024 if sys.platform == "darwin" else r
+    return kb / 1024
+
+
+def current_memory_mib(device):
+    if device == "cuda":
+        return torch.cuda.memory_allocated() / 2**20
+    kb = _proc_status_kb("VmRSS")
+    return kb / 1024 if kb is not None else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------------------------
+def build_stmask(args):
+    import stmask_d2  # noqa: F401
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from stmask_d2.config import add_stmask_config
+    from stmask_d2.engine import AtomicDetectionCheckpointer
+
+    cfg = get_cfg()
+    add_stmask_config(cfg)
+    if not os.path.isfile(args.config_file):
+        raise FileNotFoundError(f"Config file '{args.config_file}' does not exist (see configs/).")
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.MODEL.WEIGHTS = args.weights
+    cfg.MODEL.DEVICE = args.device
+    if args.dets_per_frame > 0:
+        cfg.MODEL.STMASK.TEST.SCORE_THRESH = 0.0
+        cfg.MODEL.STMASK.TEST.NMS_TOP_K = args.dets_per_frame
+        cfg.MODEL.STMASK.TEST.MAX_DETECTIONS = args.dets_per_frame
+    cfg.freeze()
+    model = build_model(cfg).eval()
+    if args.weights:
+        try:
+            AtomicDetectionCheckpointer(model).load(args.weights)
+        except RuntimeError as e:  # corrupt file: one-line message from the checkpointer
+            raise ValueError(str(e)) from e
+    return cfg, model
+
+
+def build_mask_rcnn(args, stmask_cfg):
+    from detectron2 import model_zoo
+    from detectron2.modeling import build_model
+
+    cfg = model_zoo.get_config(MASK_RCNN_CONFIG)
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.DEVICE = args.device
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    cfg.TEST.DETECTIONS_PER_IMAGE = 100
+    cfg.INPUT.MIN_SIZE_TEST = stmask_cfg.INPUT.MIN_SIZE_TEST  # same resize as STMask
+    cfg.INPUT.MAX_SIZE_TEST = stmask_cfg.INPUT.MAX_SIZE_TEST
+    cfg.freeze()
+    return cfg, build_model(cfg).eval()
+
+
+class _FrameNet(torch.nn.Module):
+    """backbone+FPN -> prediction head + ProtoNet of STMask, for FLOP counting."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, x):
+        feats = self.m.backbone(x)
+        head = self.m.head([feats[f] for f in self.m.in_features])
+        protos = self.m.protonet(feats[self.m.protonet_in_feature])
+        outs = [protos] + [v for k, v in sorted(head.items()) if isinstance(v, torch.Tensor)]
+        for v in head.values():
+            if isinstance(v, (list, tuple)):
+                outs.extend(t for t in v if isinstance(t, torch.Tensor))
+        return tuple(outs)
+
+
+def _deform_conv_flop(inputs, outputs):
+    """torchvision::deform_conv2d(input, weight, offset, mask, bias, ...): count it as the conv it computes
+    (one multiply-add per weight per output position; bilinear sampling not counted)."""
+    from fvcore.nn.jit_handles import get_shape
+
+    w = get_shape(inputs[1])  # (Cout, Cin/groups, kh, kw)
+    out = get_shape(outputs[0])  # (N, Cout, Ho, Wo)
+    return int(np.prod(out)) * int(np.prod(w[1:]))
+
+
+def count_flops(model, image_tensor):
+    """(GFLOPs, {unsupported op: count}) of the frame-level network for one preprocessed frame."""
+    from fvcore.nn import FlopCountAnalysis
+
+    net = _FrameNet(model).eval()
+    with torch.no_grad():
+        fca = FlopCountAnalysis(net, (image_tensor,))
+        fca.set_op_handle("torchvision::deform_conv2d", _deform_conv_flop)
+        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        total = fca.total()
+        return total / 1e9, dict(fca.unsupported_ops())
+
+
+def count_flops_mask_rcnn(model, frame_bgr_chw, h, w):
+    from detectron2.utils.analysis import FlopCountAnalysis
+
+    with torch.no_grad():
+        fca = FlopCountAnalysis(model, [{"image": frame_bgr_chw, "height": h, "width": w}])
+        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        return fca.total() / 1e9, dict(fca.unsupported_ops())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# runs
+# ---------------------------------------------------------------------------------------------------------------
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _autocast(args):
+    return torch.autocast("cuda", dtype=torch.float16) if args.fp16 else nullcontext()
+
+
+class _TimedFrames:
+    """Wraps a frame generator, accumulating the time spent generating frames (excluded from the model's time)."""
+
+    def __init__(self, frames, to_bgr):
+        self.frames, self.to_bgr, self.gen_s, self.count = frames, to_bgr, 0.0, 0
+
+    def __iter__(self):
+        it = iter(self.frames)
+        while True:
+            t = time.perf_counter()
+            try:
+                f = next(it)
+            except StopIteration:
+                return
+            if self.to_bgr:
+                f = np.ascontiguousarray(f[:, :, ::-1])
+            self.gen_s += time.perf_counter() - t
+            self.count += 1
+            yield f
+
+
+def run_stmask(model, args, num_frames, seed, on_frame=None):
+    """Streams one synthetic video through the full online path. Returns (wall seconds excl. frame generation,
+    frames, detections per frame, emitted tracks per frame)."""
+    from stmask_d2.layers import encode_masks_rle
+    from stmask_d2.tracking import VideoResults
+
+    frames = _TimedFrames(synthetic_video(num_frames, args.height, args.width, seed), model.input_format == "BGR")
+    results = VideoResults()
+    emitted = []
+    _sync(args.device)
+    start = time.perf_counter()
+    with _autocast(args):
+        for t, inst in enumerate(model.track_frames(frames, args.height, args.width)):
+            with model.timer("paste+rle"):
+                rles = encode_masks_rle(inst.pred_masks) if len(inst) else []
+                results.add_frame(t, inst.track_ids, inst.scores, inst.pred_classes, rles)
+            emitted.append(len(inst))
+            if on_frame is not None:
+                on_frame(t + 1)
+    _sync(args.device)
+    wall = time.perf_counter() - start - frames.gen_s
+    results.finalize(frames.count, model.max_tracks_per_video)
+    return wall, frames.count, emitted
+
+
+def run_mask_rcnn(model, args, num_frames, seed):
+    from stmask_d2.layers import encode_masks_rle
+
+    total, n = 0.0, 0
+    with _autocast(args), torch.inference_mode():
+        for frame in synthetic_video(num_frames, args.height, args.width, seed):
+            image = torch.as_tensor(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1)))  # BGR CHW
+            _sync(args.device)
+            t = time.perf_counter()
+            # Detectron2's DefaultPredictor resizes outside the model: do it here, inside the timed region
+            inp = _resize_like_d2(image, model_cfg=args._mrcnn_cfg)
+            out = model([{"image": inp, "height": args.height, "width": args.width}])[0]["instances"]
+            encode_masks_rle(out.pred_masks)
+            _sync(args.device)
+            total += time.perf_counter() - t
+            n += 1
+    return total, n
+
+
+def _resize_like_d2(image_chw, model_cfg):
+    from detectron2.data import transforms as T
+
+    aug = T.ResizeShortestEdge(model_cfg.INPUT.MIN_SIZE_TEST, model_cfg.INPUT.MAX_SIZE_TEST)
+    hwc = image_chw.numpy().transpose(1, 2, 0)
+    out = aug.get_transform(hwc).apply_image(hwc)
+    return torch.as_tensor(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _fmt_table(rows, header):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    out = [line, "-" * len(line)]
+    for r in rows:
+        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(out)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but CUDA is not available (use --device cpu)")
+    if args.fp16 and args.device != "cuda":
+        raise ValueError("--fp16 needs --device cuda (autocast float16 is a CUDA feature here)")
+    if args.frames < 1 or args.warmup < 0 or args.height < 32 or args.width < 32:
+        raise ValueError("--frames must be >= 1, --warmup >= 0, --height/--width >= 32")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    from stmask_d2.utils.timer import StageTimer
+
+    import logging
+
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    logging.getLogger("detectron2").setLevel(logging.ERROR)
+
+    cfg, model = build_stmask(args)
+    mem_start = current_memory_mib(args.device)
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    # detection counter (wraps the model's frame-level detector; no change to what it computes)
+    det_counts = []
+    detect = model._detect
+
+    def counting_detect(*a, **k):
+        d = detect(*a, **k)
+        det_counts.append(len(d))
+        return d
+
+    model._detect = counting_detect
+
+    if args.warmup:
+        model.timer = StageTimer(cuda_sync=args.device == "cuda")
+        run_stmask(model, args, args.warmup, seed=args.seed + 1000)
+    det_counts.clear()
+    timer = StageTimer(cuda_sync=args.device == "cuda")
+    model.timer = timer
+    wall, n, emitted = run_stmask(model, args, args.frames, seed=args.seed)
+    peak = peak_memory_mib(args.device)
+
+    # --- report STMask
+    ms = lambda s: 1000.0 * s / n  # noqa: E731
+    timed = sum(timer.totals.get(s, 0.0) for s in STAGES)
+    other = max(wall - timed, 0.0)
+    rows = []
+    for s in STAGES:
+        v = timer.totals.get(s, 0.0)
+        rows.append([STAGE_TITLES[s], f"{ms(v):.1f}", f"{100 * v / wall:.1f}%"])
+    rows.append(["other (preprocess, glue)", f"{ms(other):.1f}", f"{100 * other / wall:.1f}%"])
+    rows.append(["total", f"{ms(wall):.1f}", "100.0%"])
+
+    th, tw = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+    print(f"STMask benchmark: {args.config_file}  weights: {args.weights or 'random init'}")
+    print(f"device: {args.device}{' fp16' if args.fp16 else ''}  torch threads: {torch.get_num_threads()}  "
+          f"frames: {n} (+{args.warmup} warm-up)  video: {args.height}x{args.width} "
+          f"(resize shortest edge {th}, max {tw})")
+    if args.dets_per_frame > 0:
+        print(f"detection load: SCORE_THRESH 0, NMS_TOP_K = MAX_DETECTIONS = {args.dets_per_frame} "
+              f"(--dets-per-frame; untrained weights)")
+    print(f"detections/frame: {np.mean(det_counts) if det_counts else 0:.1f}   "
+          f"emitted tracks/frame: {np.mean(emitted) if emitted else 0:.1f}")
+    print()
+    print(_fmt_table(rows, ["stage", "ms/frame", "% total"]))
+    print()
+    stmask_fps = n / wall
+    print(f"STMask end-to-end: {stmask_fps:.2f} FPS ({ms(wall):.1f} ms/frame)")
+    mem_kind = "peak GPU memory allocated" if args.device == "cuda" else "peak RSS"
+    print(f"STMask {mem_kind}: {peak:.0f} MiB (process before the run: {mem_start:.0f} MiB)")
+
+    # --- FLOPs
+    if not args.skip_flops:
+        try:
+            frame = next(synthetic_video(1, args.height, args.width, args.seed))
+            if model.input_format == "BGR":
+                frame = np.ascontiguousarray(frame[:, :, ::-1])
+            tfm = model.test_resize.get_transform(frame)
+            images = model.preprocess([model._frame_tensor(frame, tfm)])
+            gflops, unsupported = count_flops(model, images.tensor)
+            h, w = images.tensor.shape[-2:]
+            note = f"; not counted: {', '.join(f'{k} x{v}' for k, v in sorted(unsupported.items()))}" \
+                if unsupported else ""
+            print(f"STMask frame network (backbone+FPN+head+ProtoNet) at {h}x{w}: {gflops:.1f} GFLOPs/frame "
+                  f"(fvcore, 1 FLOP = 1 multiply-add; deform convs counted as convs{note})")
+        except Exception as e:  # FLOP counting is informative only
+            print(f"STMask FLOPs: n/a ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+    # --- Mask R-CNN
+    if not args.skip_maskrcnn:
+        mcfg, mrcnn = build_mask_rcnn(args, cfg)
+        args._mrcnn_cfg = mcfg
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        if args.warmup:
+            run_mask_rcnn(mrcnn, args, args.warmup, seed=args.seed + 1000)
+        m_total, m_n = run_mask_rcnn(mrcnn, args, args.frames, seed=args.seed)
+        m_ms = 1000.0 * m_total / m_n
+        print()
+        print(f"Mask R-CNN R50-FPN ({MASK_RCNN_CONFIG}, random init, 100 detections/frame, forward incl. "
+              f"resize + mask paste + RLE): {m_ms:.1f} ms/frame, {m_n / m_total:.2f} FPS")
+        if args.device == "cuda":
+            print(f"Mask R-CNN peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        if not args.skip_flops:
+            try:
+                frame = next(synthetic_video(1, args.height, args.width, args.seed))
+                img = _resize_like_d2(torch.as_tensor(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1))),
+                                      mcfg)
+                gf, unsup = count_flops_mask_rcnn(mrcnn, img, args.height, args.width)
+                print(f"Mask R-CNN FLOPs (detectron2.utils.analysis, whole model): {gf:.1f} GFLOPs/frame"
+                      + (f"; not counted: {', '.join(sorted(unsup))}" if unsup else ""))
+            except Exception as e:
+                print(f"Mask R-CNN FLOPs: n/a ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        print(f"ratio STMask / Mask R-CNN time per frame: {ms(wall) / m_ms:.2f}")
+        del mrcnn
+
+    # --- long video: memory must stay flat
+    if args.long_video > 0:
+        marks = {}
+        checkpoints = {min(100, args.long_video), args.long_video}
+
+        def on_frame(t):
+            if t in checkpoints:
+                marks[t] = (peak_memory_mib(args.device), current_memory_mib(args.device))
+
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        model.timer = StageTimer(cuda_sync=False)
+        lw, ln, _ = run_stmask(model, args, args.long_video, seed=args.seed + 1, on_frame=on_frame)
+        print()
+        print(f"long video: {ln} frames, {ln / lw:.2f} FPS")
+        for t in sorted(marks):
+            print(f"  after {t:6d} frames: {mem_kind} {marks[t][0]:.0f} MiB, current {marks[t][1]:.0f} MiB")
+    return 0
+
+
+def cli():
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"benchmark.py: error: {' '.join(str(msg).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
