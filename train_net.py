@@ -8,16 +8,27 @@
         --config-file configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml DATASETS.TRAIN '("my_train",)'
 
 Several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT (Detectron2's `launch`).
+Several CPU processes (gloo): --num-gpus N MODEL.DEVICE cpu [--dist-url auto].
+
+Bad input (config typo, unregistered or malformed dataset, missing / corrupt weights, unwritable OUTPUT_DIR) is
+reported as one line on stderr with exit code 2; STMASK_DEBUG=1 shows the traceback. Other errors keep theirs.
 """
+import os
 import sys
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: F401  (re-exported for users' scripts)
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
+from detectron2.utils import comm
 
 import stmask_d2  # noqa: F401  (registers the model parts and datasets)
 from stmask_d2.data import add_register_ytvis_argument
 from stmask_d2.engine import AtomicDetectionCheckpointer, STMaskTrainer, setup_cfg
+from stmask_d2.engine.errors import is_user_error, one_line
+from stmask_d2.engine.launch import launch
+from stmask_d2.engine.trainer import build_cfg
+
+USER_ERROR_EXIT_CODE = 2
 
 
 def main(args):
@@ -43,22 +54,52 @@ def get_parser():
     return parser
 
 
+def _debug():
+    return os.environ.get("STMASK_DEBUG", "") not in ("", "0")
+
+
+def _report_user_error(e):
+    print(f"train_net.py: error: {one_line(e)}", file=sys.stderr, flush=True)
+
+
+def _worker(args):
+    """``main`` in a process started by ``launch``: a user error prints one line (rank 0) and exits with code 2
+    instead of a traceback per process."""
+    try:
+        return main(args)
+    except Exception as e:
+        if _debug() or not is_user_error(e):
+            raise
+        if comm.get_rank() == 0:
+            _report_user_error(e)
+        sys.exit(USER_ERROR_EXIT_CODE)
+
+
 def cli(argv=None):
     args = get_parser().parse_args(argv)
+    world_size = args.num_gpus * args.num_machines
     try:
+        cfg = build_cfg(args)  # config errors before any process is started
         launch(
-            main,
+            _worker if world_size > 1 else main,
             args.num_gpus,
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,
             args=(args,),
+            device=cfg.MODEL.DEVICE,
         )
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        # User errors (missing files, misspelt config keys, malformed datasets): one line, no traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"train_net.py: error: {msg}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as e:
+        if _debug():
+            raise
+        if is_user_error(e):
+            _report_user_error(e)
+            sys.exit(USER_ERROR_EXIT_CODE)
+        import torch.multiprocessing as mp
+
+        if isinstance(e, mp.ProcessExitedException) and e.exit_code == USER_ERROR_EXIT_CODE:
+            sys.exit(USER_ERROR_EXIT_CODE)  # a worker already printed the one-line message
+        raise
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """A DetectionCheckpointer whose files are written atomically and whose load errors are readable."""
 import logging
 import os
+import pickle
 import tempfile
+import zipfile
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils import comm
-from iopath.common.file_io import PathManager as _PM  # noqa: F401  (type only)
+
+from .errors import CheckpointError, MissingWeightsError
 
 __all__ = ["AtomicDetectionCheckpointer", "atomic_write_bytes"]
 
@@ -57,23 +60,39 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         save_file = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write_bytes(save_file, lambda f: f.write(last_filename_basename), mode="w")
 
-    def _load_file(self, filename):
-        local = filename
-        if not filename.startswith(("detectron2://", "http://", "https://", "catalog://")):
-            if not os.path.isfile(filename):
-                raise FileNotFoundError(
+    @staticmethod
+    def _check_exists(filename):
+        if filename and not filename.startswith(("detectron2://", "http://", "https://", "catalog://", "s3://")):
+            if not os.path.isfile(filename.split("?")[0]):
+                raise MissingWeightsError(
                     f"Weights file '{filename}' does not exist. Check MODEL.WEIGHTS (or the path given to "
                     f"--resume / demo --opts MODEL.WEIGHTS ...)."
                 )
+
+    def load(self, path, *args, **kwargs):
+        self._check_exists(path)
         try:
-            return super()._load_file(local)
-        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._parsed_url_during_load = None  # Detectron2 leaves it set when loading raised
+
+    def _load_file(self, filename):
+        self._check_exists(filename)
+        try:
+            loaded = super()._load_file(filename)
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
             if isinstance(e, FileNotFoundError):
                 raise
-            raise RuntimeError(
+            raise CheckpointError(
                 f"Weights file '{filename}' could not be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
                 f"it is truncated or not a checkpoint. Re-download it or point MODEL.WEIGHTS at a valid file."
             ) from e
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), dict):
+            raise CheckpointError(
+                f"Weights file '{filename}' is not a checkpoint (expected a state dict or a dict with a 'model' "
+                f"state dict). Point MODEL.WEIGHTS at a file written by train_net.py or a Detectron2 model."
+            )
+        return loaded
 
     def has_checkpoint(self):
         # Ignore a tag that points at a missing file (e.g. a run killed before its first save completed).

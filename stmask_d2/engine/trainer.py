@@ -1,22 +1,32 @@
 """``STMaskTrainer`` (a Detectron2 ``DefaultTrainer``) and ``setup_cfg`` used by train_net.py and the tools."""
+import itertools
+import json
 import logging
 import os
+import random
+import tempfile
 import weakref
 
+import numpy as np
+import torch
+import yaml
 from detectron2.config import get_cfg
-from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog, build_detection_test_loader
 from detectron2.data import build_detection_train_loader
+from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, create_ddp_model, default_setup
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_stmask_config
 from .checkpoint import AtomicDetectionCheckpointer
+from .errors import ConfigError
 from .train_loop import NonFiniteSkippingTrainer
 
-__all__ = ["STMaskTrainer", "setup_cfg", "is_video_dataset"]
+__all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "is_video_dataset", "ResumableTrainingSampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +34,73 @@ logger = logging.getLogger(__name__)
 def is_video_dataset(dataset_name):
     """True for datasets registered with ``register_ytvis_instances`` (YouTube-VIS format)."""
     return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "ytvis"
+
+
+class ResumableTrainingSampler(TrainingSampler):
+    """Detectron2's ``TrainingSampler`` (infinite, seeded shuffle) that can start ``start`` indices into its
+    stream, so that a resumed run continues the data order instead of replaying it from the beginning."""
+
+    def __init__(self, size, shuffle=True, seed=None):
+        super().__init__(size, shuffle=shuffle, seed=seed)
+        self.start = 0
+
+    def __iter__(self):
+        yield from itertools.islice(self._infinite_indices(), self.start + self._rank, None, self._world_size)
+
+
+def _ddp(model):
+    """Detectron2's ``create_ddp_model`` (buffers not broadcast, ``find_unused_parameters=True``: the TF head and
+    FCB get no gradient on a batch without a shared identity), without ``device_ids`` for a CPU model (gloo)."""
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    if on_cuda:
+        return create_ddp_model(model, broadcast_buffers=False, find_unused_parameters=True)
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=True)
+
+
+def _get_rng_state():
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[float(x) for x in np_state[2:]]],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_rng_state(state):
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch"])
+
+
+def _truncate_metrics_json(path, start_iter):
+    """Drop the records of ``metrics.json`` from ``start_iter`` on (written by the interrupted run after the
+    checkpoint it resumes from) and a last line cut by a crash, in place (the file's ``JSONWriter`` appends).
+    Only a tail is removed, so a crash here loses nothing that is kept."""
+    if not os.path.isfile(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        keep, dropped, offset = 0, 0, 0
+        for line in data.splitlines(keepends=True):
+            end = offset + len(line)
+            try:
+                it = json.loads(line).get("iteration", -1)
+                ok = line.endswith(b"\n") and it < start_iter
+            except (ValueError, AttributeError):
+                ok = False
+            if not ok:
+                dropped = len(data[offset:].splitlines())
+                break
+            keep, offset = end, end
+        if keep < len(data):
+            f.truncate(keep)
+            logger.info(f"Resuming at iteration {start_iter}: dropped {dropped} record(s) of {path} written after "
+                        f"the checkpoint.")
 
 
 class STMaskTrainer(DefaultTrainer):
@@ -42,7 +119,8 @@ class STMaskTrainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False, find_unused_parameters=True)
+        self._train_sampler = getattr(data_loader, "stmask_sampler", None)
+        model = _ddp(model)
         self._trainer = NonFiniteSkippingTrainer(
             model, data_loader, optimizer, skip_nonfinite=cfg.SOLVER.SKIP_NONFINITE_LOSS
         )
@@ -53,14 +131,75 @@ class STMaskTrainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    def build_hooks(self):
+        """Detectron2's hooks; metrics are written at least as often as checkpoints (every
+        min(20, SOLVER.CHECKPOINT_PERIOD) iterations), so a resumed run's metrics.json has no gap."""
+        from detectron2.engine.hooks import PeriodicWriter
+
+        ret = super().build_hooks()
+        for h in ret:
+            if isinstance(h, PeriodicWriter):
+                h._period = max(1, min(h._period, self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        return ret
+
+    # ------------------------------------------------------------------------------------------------------------
+    # resume: iteration, optimizer, scheduler (Detectron2), plus RNG state, data order and metrics.json
+    # ------------------------------------------------------------------------------------------------------------
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["rng"] = _get_rng_state()  # of the main process (the one that saves)
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._loaded_rng = state_dict.get("rng")
+
+    def resume_or_load(self, resume=True):
+        """Detectron2's ``resume_or_load``; when resuming from a checkpoint of iteration i, also continue the
+        training sampler's stream at the sample of iteration i + 1, restore the RNG state of the main process
+        (other processes are reseeded from SEED, rank and iteration) and drop metrics.json records after i."""
+        self._loaded_rng = None
+        super().resume_or_load(resume=resume)
+        if not (resume and self.start_iter > 0):
+            return
+        logger.info(f"Resumed from {self.checkpointer.get_checkpoint_file()}: training continues at iteration "
+                    f"{self.start_iter} of {self.max_iter}.")
+        if self._train_sampler is not None:
+            self._train_sampler.start = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
+        if comm.is_main_process() and self._loaded_rng is not None:
+            _set_rng_state(self._loaded_rng)
+        elif self.cfg.SEED >= 0:
+            seed_all_rng(self.cfg.SEED + 1000003 * comm.get_rank() + self.start_iter)
+        if comm.is_main_process():
+            _truncate_metrics_json(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.start_iter)
+
+    # ------------------------------------------------------------------------------------------------------------
     @classmethod
     def build_train_loader(cls, cfg):
         names = list(cfg.DATASETS.TRAIN)
         video = [is_video_dataset(n) for n in names]
         if all(video):
-            from ..data import build_ytvis_train_loader
+            from ..data import YTVISKeyFrameDataset, YTVISPairDatasetMapper, YTVISFormatError
+            from ..data import get_ytvis_key_frame_dicts
 
-            return build_ytvis_train_loader(cfg)
+            try:
+                samples = get_ytvis_key_frame_dicts(names)
+            except YTVISFormatError:
+                raise
+            except (FileNotFoundError, ValueError) as e:  # missing JSON, split without annotations, no key frame
+                raise ConfigError(f"DATASETS.TRAIN {tuple(names)}: {e}") from e
+            dataset = YTVISKeyFrameDataset(samples)
+            sampler = ResumableTrainingSampler(len(dataset), seed=cfg.SEED if cfg.SEED >= 0 else None)
+            loader = build_detection_train_loader(
+                dataset,
+                mapper=YTVISPairDatasetMapper(cfg, is_train=True),
+                sampler=sampler,
+                total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+                aspect_ratio_grouping=False,
+                num_workers=cfg.DATALOADER.NUM_WORKERS,
+            )
+            loader.stmask_sampler = sampler
+            return loader
         if any(video):
             raise ValueError(
                 f"DATASETS.TRAIN mixes YouTube-VIS video datasets and image datasets: {names}. Train on one kind."
@@ -70,9 +209,14 @@ class STMaskTrainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         if is_video_dataset(dataset_name):
-            from ..data import build_ytvis_test_loader
+            from ..data import YTVISFormatError, build_ytvis_test_loader
 
-            return build_ytvis_test_loader(cfg, dataset_name)
+            try:
+                return build_ytvis_test_loader(cfg, dataset_name)
+            except YTVISFormatError:
+                raise
+            except FileNotFoundError as e:
+                raise ConfigError(f"DATASETS.TEST {dataset_name!r}: {e}") from e
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
@@ -91,25 +235,83 @@ class STMaskTrainer(DefaultTrainer):
         return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
 
 
-def setup_cfg(args, freeze=True):
-    """Build the config from ``args.config_file`` and ``args.opts``, register ``--register-ytvis`` datasets and
-    run Detectron2's ``default_setup`` (logging, seeds, config dump).
+def _check_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=folder)
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as e:
+        raise ConfigError(f"OUTPUT_DIR {folder!r} cannot be written ({e.strerror or e}).") from e
 
-    A misspelt key in the yaml or in the command line raises ``KeyError`` naming it (Detectron2's message).
+
+def build_cfg(args, freeze=True, check=True):
+    """The config of ``args.config_file`` + ``args.opts`` with the STMask keys, after registering the
+    ``--register-ytvis`` datasets; no side effect on logging or seeds.
+
+    Bad input raises :class:`ConfigError` with one line: a missing config file, a misspelt key (named), a value of
+    the wrong type, an odd-length opts list, an unregistered dataset name and (``check``) a CUDA device on a
+    machine without one or an OUTPUT_DIR that cannot be written.
     """
     cfg = get_cfg()
     add_stmask_config(cfg)
     if getattr(args, "register_ytvis", None):
         from ..data import register_ytvis_from_args
 
-        register_ytvis_from_args(args)
+        try:
+            register_ytvis_from_args(args)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from e
     if args.config_file:
         if not os.path.isfile(args.config_file):
-            raise FileNotFoundError(f"Config file '{args.config_file}' does not exist (see configs/).")
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+            raise ConfigError(f"Config file '{args.config_file}' does not exist (see configs/).")
+        try:
+            cfg.merge_from_file(args.config_file)
+        except (KeyError, ValueError, AssertionError, TypeError, OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{args.config_file}: {_config_msg(e)}") from e
+    try:
+        cfg.merge_from_list(list(args.opts or []))
+    except (KeyError, ValueError, AssertionError, TypeError) as e:
+        raise ConfigError(f"command line: {_config_msg(e)}") from e
+    if check:
+        _check_cfg(cfg, eval_only=getattr(args, "eval_only", False))
+        world = int(getattr(args, "num_gpus", 1) or 1) * int(getattr(args, "num_machines", 1) or 1)
+        if not getattr(args, "eval_only", False) and cfg.SOLVER.IMS_PER_BATCH % world != 0:
+            raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be divisible by the number of "
+                              f"processes ({world}).")
     if freeze:
         cfg.freeze()
+    return cfg
+
+
+def _config_msg(e):
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    msg = " ".join(str(msg).split())
+    if isinstance(e, KeyError) and "Non-existent" in msg:
+        msg += " (misspelt? every key is listed in stmask_d2/config.py and detectron2/config/defaults.py)"
+    return msg
+
+
+def _check_cfg(cfg, eval_only=False):
+    if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA device is available; add "
+                          f"'MODEL.DEVICE cpu' to the command line.")
+    keys = ([] if eval_only else [("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN]) + [
+        ("DATASETS.TEST", n) for n in cfg.DATASETS.TEST
+    ]
+    registered = set(DatasetCatalog.list())
+    for key, name in keys:
+        if name not in registered:
+            raise ConfigError(f"{key}: dataset {name!r} is not registered; register it with --register-ytvis "
+                              f"{name} JSON IMAGE_ROOT or use a predefined split (datasets/README.md).")
+    if cfg.OUTPUT_DIR and comm.is_main_process():
+        _check_writable(cfg.OUTPUT_DIR)
+
+
+def setup_cfg(args, freeze=True):
+    """:func:`build_cfg`, then Detectron2's ``default_setup`` (logging, seeds, config dump) and the stmask_d2
+    logger. Raises :class:`ConfigError` (one line) for bad config input, see :func:`build_cfg`."""
+    cfg = build_cfg(args, freeze=freeze)
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="stmask_d2")
     return cfg

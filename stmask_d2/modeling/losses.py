@@ -40,6 +40,16 @@ def _ordered_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([x1, y1, x2, y2], dim=1)
 
 
+def _diou_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """``detectron2.layers.diou_loss`` (reduction "none"), except that a non-finite predicted box (NaN / inf deltas)
+    gives a NaN loss term, so the trainer skips the step, instead of failing diou_loss's ``x2 >= x1`` assertion."""
+    finite = torch.isfinite(pred).all(dim=1)
+    if bool(finite.all()):
+        return diou_loss(pred, gt, reduction="none")
+    loss = diou_loss(torch.where(finite[:, None], pred, gt), gt, reduction="none")
+    return torch.where(finite, loss, torch.full_like(loss, float("nan")))
+
+
 def _gt_masks_tensor(inst: Instances, out_hw: Tuple[int, int], device) -> Optional[torch.Tensor]:
     """GT masks of one frame as a float (G, H, W) tensor zero-padded to the padded image size, or None."""
     if not inst.has("gt_masks"):
@@ -205,7 +215,7 @@ class STMaskLosses(nn.Module):
         deltas_p = deltas[pos]
         gt_p = gt_boxes_a[pos]
         pred_boxes_p = self.box2box_transform.apply_deltas(deltas_p, anchors_p)
-        diou_l = diou_loss(pred_boxes_p, gt_p, reduction="none")  # 1 - DIoU, pixel coordinates
+        diou_l = _diou_loss(pred_boxes_p, gt_p)  # 1 - DIoU, pixel coordinates
         if self.box_type == "diou":
             losses["loss_box"] = self.box_weight * (wF * diou_l).sum()
         else:

@@ -144,8 +144,9 @@ class TemporalFusionHead(nn.Module):
 
     @staticmethod
     def _clamp_rois(boxes, h, w):
-        """Sort x1/x2 and y1/y2 and clamp to the feature map extent in input pixels (as released)."""
-        boxes = boxes.reshape(-1, 4)
+        """Sort x1/x2 and y1/y2 and clamp to the feature map extent in input pixels (as released). Non-finite
+        coordinates (NaN / inf deltas) are mapped into the map too: roi_align would fail on them."""
+        boxes = torch.nan_to_num(boxes.reshape(-1, 4), nan=0.0)
         x1 = torch.minimum(boxes[:, 0], boxes[:, 2]).clamp(0, w)
         x2 = torch.maximum(boxes[:, 0], boxes[:, 2]).clamp(0, w)
         y1 = torch.minimum(boxes[:, 1], boxes[:, 3]).clamp(0, h)
