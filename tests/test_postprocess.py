@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -63,6 +64,35 @@ def test_scores_times_centerness_threshold_and_cross_class_nms():
     # higher threshold
     inst = detect_frame(**s, box2box_transform=B2B, image_size=(360, 640), score_thresh=0.65)
     assert inst.anchor_indices.tolist() == [4, 1]
+
+
+def test_cross_class_keeps_best_max_dets():
+    s = _setup()
+    inst = detect_frame(**s, box2box_transform=B2B, image_size=(360, 640), max_dets=2)
+    assert inst.anchor_indices.tolist() == [4, 1]  # the two best of the three NMS survivors [4, 1, 2]
+    assert torch.equal(inst.pred_coeffs, s["coeffs"][[4, 1]])
+    inst = detect_frame(**s, box2box_transform=B2B, image_size=(360, 640), max_dets=100)
+    assert inst.anchor_indices.tolist() == [4, 1, 2]
+
+
+def test_branches_at_equals_dense_coeffs_and_embeds():
+    s = _setup()
+    dense = detect_frame(**s, box2box_transform=B2B, image_size=(360, 640))
+    asked = []
+
+    def branches_at(sel):
+        asked.append(sel.clone())
+        return s["coeffs"][sel], s["embeds"][sel]
+
+    lazy = detect_frame(**{**s, "coeffs": None, "embeds": None}, box2box_transform=B2B, image_size=(360, 640),
+                        branches_at=branches_at)
+    assert len(asked) == 1 and asked[0].tolist() == [4, 1, 2]  # survivors only
+    assert list(lazy.get_fields()) == list(dense.get_fields())
+    for k, v in dense.get_fields().items():
+        a, b = lazy.get(k), v
+        assert torch.equal(a.tensor if hasattr(a, "tensor") else a, b.tensor if hasattr(b, "tensor") else b), k
+    with pytest.raises(ValueError):
+        detect_frame(**{**s, "coeffs": None}, box2box_transform=B2B, image_size=(360, 640))
 
 
 def test_box_decoding():

@@ -17,10 +17,11 @@ time in memory; default 360x640) through ``model.track_frames`` + RLE encoding +
 
 Untrained weights and detection load (``--dets-per-frame``, default 15): a randomly initialised STMask scores every
 anchor near 1/(C+1), so with the configured threshold it yields either nothing or hundreds of boxes. The flag sets
-``MODEL.STMASK.TEST.SCORE_THRESH 0`` and ``NMS_TOP_K = MAX_DETECTIONS = N``: the N best-scoring anchors enter Fast
-NMS, so at most N (typically a little fewer) detections per frame reach mask assembly and the tracker, like a
-trained model on a busy YouTube-VIS frame. ``--dets-per-frame 0`` keeps the config's own test settings (use it
-with trained ``--weights``). The mean detection and emitted-track counts are printed so the load is visible.
+``MODEL.STMASK.TEST.SCORE_THRESH 0``, ``NMS_TOP_K = max(200, 4 N)`` and ``MAX_DETECTIONS = N``: Fast NMS runs on the
+best-scoring anchors and its best N survivors (``detect_frame`` caps the cross-class path at MAX_DETECTIONS) reach
+mask assembly and the tracker, like a trained model on a busy YouTube-VIS frame. ``--dets-per-frame 0`` keeps the
+config's own test settings (use it with trained ``--weights``). The mean detection and emitted-track counts are
+printed so the load is visible.
 
     python tools/benchmark.py [--config-file configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml] [--frames 20]
         [--warmup 3] [--device cpu|cuda] [--fp16] [--height 360 --width 640] [--weights PATH] [--skip-maskrcnn]
@@ -174,7 +175,7 @@ def build_stmask(args):
     cfg.MODEL.DEVICE = args.device
     if args.dets_per_frame > 0:
         cfg.MODEL.STMASK.TEST.SCORE_THRESH = 0.0
-        cfg.MODEL.STMASK.TEST.NMS_TOP_K = args.dets_per_frame
+        cfg.MODEL.STMASK.TEST.NMS_TOP_K = max(200, 4 * args.dets_per_frame)
         cfg.MODEL.STMASK.TEST.MAX_DETECTIONS = args.dets_per_frame
     cfg.freeze()
     model = build_model(cfg).eval()
@@ -210,7 +211,9 @@ class _FrameNet(torch.nn.Module):
 
     def forward(self, x):
         feats = self.m.backbone(x)
-        head = self.m.head([feats[f] for f in self.m.in_features])
+        # as run at inference: without the mask / track maps when they are computed at the detections only
+        lazy = getattr(self.m.head, "supports_lazy_branches", False)
+        head = self.m.head([feats[f] for f in self.m.in_features], **({"dense_branches": False} if lazy else {}))
         protos = self.m.protonet(feats[self.m.protonet_in_feature])
         outs = [protos] + [v for k, v in sorted(head.items()) if isinstance(v, torch.Tensor)]
         for v in head.values():
@@ -407,7 +410,8 @@ def main(argv=None):
           f"frames: {n} (+{args.warmup} warm-up)  video: {args.height}x{args.width} "
           f"(resize shortest edge {th}, max {tw})")
     if args.dets_per_frame > 0:
-        print(f"detection load: SCORE_THRESH 0, NMS_TOP_K = MAX_DETECTIONS = {args.dets_per_frame} "
+        print(f"detection load: SCORE_THRESH 0, NMS_TOP_K {cfg.MODEL.STMASK.TEST.NMS_TOP_K}, "
+              f"MAX_DETECTIONS {args.dets_per_frame} "
               f"(--dets-per-frame; untrained weights)")
     print(f"detections/frame: {np.mean(det_counts) if det_counts else 0:.1f}   "
           f"emitted tracks/frame: {np.mean(emitted) if emitted else 0:.1f}")
@@ -431,8 +435,10 @@ def main(argv=None):
             h, w = images.tensor.shape[-2:]
             note = f"; not counted: {', '.join(f'{k} x{v}' for k, v in sorted(unsupported.items()))}" \
                 if unsupported else ""
+            lazy = getattr(model.head, "supports_lazy_branches", False)
             print(f"STMask frame network (backbone+FPN+head+ProtoNet) at {h}x{w}: {gflops:.1f} GFLOPs/frame "
-                  f"(fvcore, 1 FLOP = 1 multiply-add; deform convs counted as convs{note})")
+                  f"(fvcore, 1 FLOP = 1 multiply-add; deform convs counted as convs{note}"
+                  f"{'; mask/track branches run at the detections only, not counted' if lazy else ''})")
         except Exception as e:  # FLOP counting is informative only
             print(f"STMask FLOPs: n/a ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 

@@ -7,13 +7,46 @@ checkpoints of deformable ResNets load unchanged.
 Offset layout (as torchvision, mmcv and Detectron2): (N, 2 * G * kh * kw, Ho, Wo), for deformable group g and
 kernel tap n = row * kw + col (row-major), channel 2 * (g * kh * kw + n) is the y offset and the next one the x
 offset, in input pixels. Mask (DCNv2): (N, G * kh * kw, Ho, Wo).
+
+CPU inference fast path (:func:`deform_conv2d_sampled`): torchvision's CPU kernel builds the deformable columns
+with scalar code; sampling them with ``F.grid_sample`` (vectorised, multi-threaded) + one matmul computes the same
+function (float tolerance, tests/test_inference_equivalence.py) about 1.5-2x faster at the head's sizes. It is used
+on CPU when no gradient is needed, groups = deformable groups = 1 and the input is at least 2x2; otherwise, and
+always for training, torchvision's op runs.
 """
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformConv2d"]
+__all__ = ["DeformConv2d", "deform_conv2d_sampled"]
+
+
+def deform_conv2d_sampled(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None):
+    """``torchvision.ops.deform_conv2d`` (groups = deformable groups = 1, H, W >= 2) as bilinear sampling of the
+    columns with ``F.grid_sample`` (zeros padding, align_corners=True: the same bilinear weights and the same zero
+    contribution of out-of-map corners as torchvision) followed by one matmul. Same arguments and result."""
+    n, c, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    ho, wo = offset.shape[-2:]
+    k = kh * kw
+    off = offset.view(n, k, 2, ho, wo)
+    ki = torch.arange(kh, dtype=x.dtype, device=x.device).repeat_interleave(kw).view(k, 1, 1) * dilation[0]
+    kj = torch.arange(kw, dtype=x.dtype, device=x.device).repeat(kh).view(k, 1, 1) * dilation[1]
+    base_y = torch.arange(ho, dtype=x.dtype, device=x.device).view(1, ho, 1) * stride[0] - padding[0] + ki
+    base_x = torch.arange(wo, dtype=x.dtype, device=x.device).view(1, 1, wo) * stride[1] - padding[1] + kj
+    gy = (base_y + off[:, :, 0]) * (2.0 / (h - 1)) - 1.0  # (n, k, ho, wo), normalised for align_corners=True
+    gx = (base_x + off[:, :, 1]) * (2.0 / (w - 1)) - 1.0
+    grid = torch.stack((gx, gy), -1).view(n, k * ho, wo, 2)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (n, c, k*ho, wo)
+    cols = cols.view(n, c, k, ho * wo)
+    if mask is not None:
+        cols = cols * mask.view(n, 1, k, ho * wo)
+    out = torch.matmul(weight.reshape(cout, c * k), cols.view(n, c * k, ho * wo))
+    if bias is not None:
+        out = out + bias.view(1, cout, 1)
+    return out.view(n, cout, ho, wo)
 
 
 class DeformConv2d(nn.Module):
@@ -74,7 +107,10 @@ class DeformConv2d(nn.Module):
             w = (x.shape[-1] + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1)
             shape = (x.shape[0], self.out_channels, h // self.stride[0] + 1, w // self.stride[1] + 1)
             return x.new_zeros(shape)
-        out = deform_conv2d(
+        op = deform_conv2d
+        if self._use_sampled(x, offset, mask):
+            op = deform_conv2d_sampled
+        out = op(
             x,
             offset.to(x.dtype),
             self.weight.to(x.dtype),
@@ -89,6 +125,16 @@ class DeformConv2d(nn.Module):
         if self.activation is not None:
             out = self.activation(out)
         return out
+
+    def _use_sampled(self, x, offset, mask) -> bool:
+        """CPU inference fast path applicable (see the module docstring)?"""
+        if x.device.type != "cpu" or self.groups != 1 or self.deformable_groups != 1 or min(x.shape[-2:]) < 2:
+            return False
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, offset, mask, self.weight, self.bias)
+        ):
+            return False
+        return True
 
     def extra_repr(self):
         return (

@@ -194,12 +194,22 @@ class STMask(nn.Module):
             self._anchor_cache = {key: Boxes.cat(self.anchor_generator(level_features))}
         return self._anchor_cache[key]
 
+    def _lazy_branches(self) -> bool:
+        """Inference computes the mask / track branches at the NMS survivors only (head.predict_at) when the head
+        supports it; training and FCB-calibrated mask / track branches use the dense outputs."""
+        return not self.training and getattr(self.head, "supports_lazy_branches", False)
+
     def extract(self, images: ImageList):
-        """Backbone + FPN, prediction head and ProtoNet on a batch. Returns (features dict, head outputs, protos)."""
+        """Backbone + FPN, prediction head and ProtoNet on a batch. Returns (features dict, head outputs, protos).
+        At inference the head outputs may lack "pred_coeffs" / "pred_embeds" (see :meth:`_detect`)."""
         with self.timer("backbone+fpn"):
             features = self.backbone(images.tensor)
         with self.timer("head"):
-            head_out = self.head([features[f] for f in self.in_features])
+            feats = [features[f] for f in self.in_features]
+            if self._lazy_branches():
+                head_out = self.head(feats, dense_branches=False)
+            else:
+                head_out = self.head(feats)
             protos = self.protonet(features[self.protonet_in_feature])
         return features, head_out, protos
 
@@ -271,14 +281,16 @@ class STMask(nn.Module):
     # inference
     # ------------------------------------------------------------------------------------------------------------
     def _detect(self, head_out, protos, anchors, i, input_hw) -> Instances:
-        """Detections (after NMS) of image i of the batch with their soft masks at prototype resolution."""
+        """Detections (after NMS) of image i of the batch with their soft masks at prototype resolution.
+        Without dense "pred_coeffs" / "pred_embeds", the head computes them for the survivors (``predict_at``)."""
         with self.timer("nms+masks"):
             centerness = head_out.get("pred_centerness")
+            dense = "pred_coeffs" in head_out
             dets = detect_frame(
                 head_out["pred_logits"][i],
                 head_out["pred_deltas"][i],
-                head_out["pred_coeffs"][i],
-                head_out["pred_embeds"][i],
+                head_out["pred_coeffs"][i] if dense else None,
+                head_out["pred_embeds"][i] if dense else None,
                 None if centerness is None else centerness[i],
                 anchors,
                 self.box2box_transform,
@@ -289,6 +301,7 @@ class STMask(nn.Module):
                 cross_class=self.cross_class_nms,
                 max_dets=self.max_detections,
                 softmax=self.softmax,
+                branches_at=None if dense else (lambda sel: self.head.predict_at(head_out["upfeatures"], sel, i)),
             )
             build_masks(dets, protos[i])
         return dets

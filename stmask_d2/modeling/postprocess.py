@@ -7,7 +7,7 @@ Pipeline for one frame (the meta-architecture calls them in this order, the trac
 3. :func:`frame_to_original` drop detections centred in the padding, rescale boxes, paste binary masks at the
    original image size.
 """
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -22,8 +22,8 @@ __all__ = ["detect_frame", "build_masks", "frame_to_original"]
 def detect_frame(
     logits: torch.Tensor,
     deltas: torch.Tensor,
-    coeffs: torch.Tensor,
-    embeds: torch.Tensor,
+    coeffs: Optional[torch.Tensor],
+    embeds: Optional[torch.Tensor],
     centerness: Optional[torch.Tensor],
     anchors: Boxes,
     box2box_transform,
@@ -34,6 +34,7 @@ def detect_frame(
     cross_class: bool = True,
     max_dets: int = 100,
     softmax: bool = True,
+    branches_at: Optional[Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]] = None,
 ) -> Instances:
     """Detections of one image (§10 steps 1-3). Masks are not built here (see :func:`build_masks`).
 
@@ -41,19 +42,22 @@ def detect_frame(
        Candidates: anchors whose max foreground probability > ``score_thresh``.
     2. Score = max foreground probability × centerness (if given); class = argmax (contiguous 0..C-1).
     3. ``cross_class`` (released): :func:`fast_nms` over all candidates (top ``nms_top_k``, IoU > ``nms_thresh``),
-       no further cap. Otherwise (paper / "mAP*"): :func:`fast_nms_per_class` on the per-class scores
-       (probability × centerness, classes with probability <= ``score_thresh`` excluded), then the best
-       ``max_dets`` overall.
+       then the best ``max_dets`` survivors by score (the paper's "top 100"; the released code has no cap, which
+       only matters when ``nms_top_k`` > ``max_dets``). Otherwise (paper / "mAP*"): :func:`fast_nms_per_class`
+       on the per-class scores (probability × centerness, classes with probability <= ``score_thresh``
+       excluded), then the best ``max_dets`` overall.
 
     Args:
         logits: (A, C+1) softmax logits, or (A, C) sigmoid logits when ``softmax=False``.
         deltas: (A, 4) raw box deltas.
-        coeffs: (A, k) raw mask coefficients.
-        embeds: (A, D) track embeddings.
+        coeffs: (A, k) raw mask coefficients, or None with ``branches_at``.
+        embeds: (A, D) track embeddings, or None with ``branches_at``.
         centerness: (A,) tanh centerness or None.
         anchors: Boxes (A) in input pixels, same order as the head outputs.
         box2box_transform: e.g. ``Box2BoxTransform(weights=(10, 10, 5, 5))``.
         image_size: (h, w) of the unpadded network input (the ``Instances`` image size).
+        branches_at: when ``coeffs`` / ``embeds`` are None, a callable (K,) anchor indices -> ((K, k) coeffs,
+            (K, D) embeddings) computing them for the survivors only (e.g. ``STMaskPredictionHead.predict_at``).
     Returns:
         Instances(image_size) sorted by descending score with ``pred_boxes`` (Boxes, input pixels, not clipped),
         ``scores``, ``pred_classes`` (int64), ``pred_coeffs`` (raw), ``pred_embeddings``, ``anchor_indices``
@@ -70,7 +74,7 @@ def detect_frame(
 
     if cross_class:
         scores = max_prob[cand] * ctr if ctr is not None else max_prob[cand]
-        keep = fast_nms(boxes, scores, nms_thresh, nms_top_k)
+        keep = fast_nms(boxes, scores, nms_thresh, nms_top_k)[:max_dets]  # sorted by descending score
         sel, cls, scores = cand[keep], classes[cand][keep], scores[keep]
         boxes = boxes[keep]
     else:
@@ -87,8 +91,13 @@ def detect_frame(
     inst.pred_boxes = Boxes(boxes)
     inst.scores = scores
     inst.pred_classes = cls.long()
-    inst.pred_coeffs = coeffs[sel]
-    inst.pred_embeddings = embeds[sel]
+    if coeffs is None or embeds is None:
+        if branches_at is None:
+            raise ValueError("detect_frame needs coeffs and embeds, or branches_at to compute them for the survivors")
+        inst.pred_coeffs, inst.pred_embeddings = branches_at(sel)
+    else:
+        inst.pred_coeffs = coeffs[sel]
+        inst.pred_embeddings = embeds[sel]
     inst.anchor_indices = sel
     if centerness is not None:
         inst.pred_centerness = centerness[sel]

@@ -13,6 +13,14 @@ Channel layout of every per-kernel conv: anchor-major, (n anchors of the kernel)
 kernels' outputs are concatenated on the channel axis, so after NCHW -> NHWC and a reshape the anchor order is
 location-major, anchor-minor with a = kernel_index * n + scale_index, i.e. the order of ``FCAAnchorGenerator``.
 
+Inference fast path (same function as the dense path, float tolerance; tests/test_inference_equivalence.py):
+
+``forward(features, dense_branches=False)`` skips the mask and track branches (towers + prediction convs) when
+they are not FCB-calibrated; :meth:`STMaskPredictionHead.predict_at` then computes them only at the anchors that
+survive NMS, on receptive-field patches of ``u`` (valid convs, activations outside the map zeroed after every
+conv so the dense path's zero padding is reproduced exactly). (Fusing the towers' first convs into one conv was
+measured: no gain on CPU, so the towers run separately.)
+
 ``FCA_IMPL``: "separate" runs one conv per kernel; "grouped" runs one conv with the bounding kernel
 (max kh x max kw) whose weight is the per-kernel weights zero-padded (centred) and concatenated on the output
 axis. Both keep the same per-kernel parameters (identical state dicts) and compute the same function.
@@ -86,6 +94,20 @@ def _tower(channels: int, num_convs: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _gather_patches(up: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, rh: int, rw: int):
+    """up (C, H, W); ys, xs (M,) -> patches (M, C, 2rh+1, 2rw+1) centred on (ys, xs), zeros beyond the map, and
+    ``inside`` (M, 2rh+1, 2rw+1) bool, True where the patch lies in the map."""
+    hgt, wid = up.shape[-2:]
+    padded = F.pad(up, (rw, rw, rh, rh))
+    rows = ys[:, None] + torch.arange(2 * rh + 1, device=up.device)  # (M, Ph) in padded coordinates
+    cols = xs[:, None] + torch.arange(2 * rw + 1, device=up.device)  # (M, Pw)
+    patch = padded[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (M, C, Ph, Pw)
+    in_rows = ((rows - rh) >= 0) & ((rows - rh) < hgt)
+    in_cols = ((cols - rw) >= 0) & ((cols - rw) < wid)
+    inside = in_rows[:, :, None] & in_cols[:, None, :]
+    return patch, inside
+
+
 def _to_anchors(t: torch.Tensor, channels: int) -> torch.Tensor:
     """(N, A_loc * channels, H, W) -> (N, H * W * A_loc, channels), location-major, anchor-minor."""
     n = t.shape[0]
@@ -104,6 +126,8 @@ class STMaskPredictionHead(nn.Module):
         "pred_centerness": (N, A) tanh (only when ``use_centerness``),
         "upfeatures": list of (N, conv_dim, H_l, W_l), the ``upfeature`` output per level.
     A = sum_l H_l * W_l * num_anchors, levels in input order, location-major, anchor-minor.
+    With ``dense_branches=False`` (only when :attr:`supports_lazy_branches`) "pred_coeffs" and "pred_embeds" are
+    left out; get them for chosen anchors with :meth:`predict_at`.
     """
 
     @configurable
@@ -229,7 +253,13 @@ class STMaskPredictionHead(nn.Module):
             return pred(x)
         return torch.cat([fcb(x, d) for fcb, d in zip(pred, deltas)], 1)
 
-    def forward_level(self, x) -> Dict[str, torch.Tensor]:
+    @property
+    def supports_lazy_branches(self) -> bool:
+        """True when the mask and track branches do not depend on the box deltas (not FCB-calibrated), so they can
+        be computed at chosen anchors only (:meth:`predict_at`)."""
+        return not ({"mask", "track"} & self.fcb_branches)
+
+    def forward_level(self, x, dense_branches: bool = True) -> Dict[str, torch.Tensor]:
         """x: (N, C_in, H, W) -> per-level outputs, see ``forward`` (A_l = H * W * num_anchors)."""
         n, _, hgt, wid = x.shape
         up = self.upfeature(x)
@@ -239,17 +269,18 @@ class STMaskPredictionHead(nn.Module):
             b = self.box_channels
             deltas = [box[:, g * b: g * b + 4] for g in range(self.num_kernels)]
         logits = self._predict(self.class_pred, self.class_tower(up), deltas)
-        coeffs = self._predict(self.coeff_pred, self.mask_tower(up), deltas)
-        embeds = self._predict(self.track_pred, self.track_tower(up), deltas)
 
         box_a = _to_anchors(box, self.box_channels)  # (N, A_l, B)
         out = {
             "pred_logits": _to_anchors(logits, self.num_class_channels),
             "pred_deltas": box_a[..., :4],
-            "pred_coeffs": _to_anchors(coeffs, self.mask_dim),
-            "pred_embeds": F.normalize(_to_anchors(embeds, self.track_dim), dim=-1),
             "upfeature": up,
         }
+        if dense_branches:
+            coeffs = self._predict(self.coeff_pred, self.mask_tower(up), deltas)
+            embeds = self._predict(self.track_pred, self.track_tower(up), deltas)
+            out["pred_coeffs"] = _to_anchors(coeffs, self.mask_dim)
+            out["pred_embeds"] = F.normalize(_to_anchors(embeds, self.track_dim), dim=-1)
         if self.use_centerness:
             if self.centerness_order_bug:
                 # released code: per-kernel (N, H, W, a) maps concatenated on the H axis, then flattened
@@ -260,9 +291,17 @@ class STMaskPredictionHead(nn.Module):
             out["pred_centerness"] = torch.tanh(ctr)
         return out
 
-    def forward(self, features: List[torch.Tensor]) -> Dict[str, object]:
-        """features: list of (N, C_in, H_l, W_l) (P3..P7) -> dict, see the class docstring."""
-        per_level = [self.forward_level(x) for x in features]
+    def forward(self, features: List[torch.Tensor], dense_branches: bool = True) -> Dict[str, object]:
+        """features: list of (N, C_in, H_l, W_l) (P3..P7) -> dict, see the class docstring.
+
+        ``dense_branches=False`` (inference; needs :attr:`supports_lazy_branches`) leaves out the mask and track
+        branches, see :meth:`predict_at`.
+        """
+        if not dense_branches and not self.supports_lazy_branches:
+            raise ValueError(
+                f"The mask / track branches are FCB-calibrated ({sorted(self.fcb_branches)}): they need the dense path."
+            )
+        per_level = [self.forward_level(x, dense_branches) for x in features]
         out = {
             k: torch.cat([p[k] for p in per_level], 1)
             for k in ("pred_logits", "pred_deltas", "pred_coeffs", "pred_embeds", "pred_centerness")
@@ -270,3 +309,85 @@ class STMaskPredictionHead(nn.Module):
         }
         out["upfeatures"] = [p["upfeature"] for p in per_level]
         return out
+
+    # ------------------------------------------------------------------------------------------------------------
+    # mask coefficients and track embeddings at chosen anchors only (inference)
+    # ------------------------------------------------------------------------------------------------------------
+    def predict_at(self, upfeatures: List[torch.Tensor], anchor_indices: torch.Tensor, image_index: int = 0):
+        """Mask coefficients and track embeddings of the given anchors of one image, equal (float tolerance) to
+        ``forward(...)["pred_coeffs"][image_index, anchor_indices]`` and ``["pred_embeds"]``, without the dense maps.
+
+        Args:
+            upfeatures: ``forward(...)["upfeatures"]``, per level (N, conv_dim, H_l, W_l).
+            anchor_indices: (M,) int64 indices into the head's A anchors (levels in order, location-major,
+                anchor-minor), e.g. ``detect_frame``'s ``anchor_indices``.
+            image_index: which image of the batch.
+        Returns:
+            coeffs (M, mask_dim) raw, embeds (M, track_dim) L2-normalised.
+        """
+        if not self.supports_lazy_branches:
+            raise ValueError("predict_at needs mask / track branches without FCB (use the dense outputs).")
+        ref = upfeatures[0]
+        idx = anchor_indices.to(ref.device).long()
+        coeffs = ref.new_zeros((idx.numel(), self.mask_dim))
+        embeds = ref.new_zeros((idx.numel(), self.track_dim))
+        if idx.numel() == 0:
+            return coeffs, embeds
+        KH, KW = self.coeff_pred.bound
+        depth = len(self.mask_tower) // 2
+        rh, rw = depth + (KH - 1) // 2, depth + (KW - 1) // 2  # receptive-field radius of the prediction
+        patches, insides, sels, anchors = [], [], [], []
+        start = 0
+        for up in upfeatures:  # gather per level (5 levels), then one batched computation for all anchors
+            hgt, wid = up.shape[-2:]
+            count = hgt * wid * self.num_anchors
+            sel = ((idx >= start) & (idx < start + count)).nonzero(as_tuple=True)[0]
+            start += count
+            if sel.numel() == 0:
+                continue
+            r = idx[sel] - (start - count)
+            loc = r // self.num_anchors
+            patch, inside = _gather_patches(up[image_index], loc // wid, loc % wid, rh, rw)
+            patches.append(patch)
+            insides.append(inside)
+            sels.append(sel)
+            anchors.append(r % self.num_anchors)
+        sel = torch.cat(sels)
+        c, e = self._predict_patches(torch.cat(patches), torch.cat(insides), torch.cat(anchors))
+        coeffs[sel] = c.to(coeffs.dtype)
+        embeds[sel] = e.to(embeds.dtype)
+        return coeffs, F.normalize(embeds, dim=-1)
+
+    def _lazy_weights(self):
+        """Mask + track towers as one stack of convs (first: 2C outputs; then groups=2) and the two branches'
+        prediction convs as bounding-kernel matrices."""
+        layers = []
+        for i in range(0, len(self.mask_tower), 2):
+            cm, ct = self.mask_tower[i], self.track_tower[i]
+            layers.append((torch.cat([cm.weight, ct.weight], 0), torch.cat([cm.bias, ct.bias], 0), 1 if i == 0 else 2))
+        preds = []
+        for pred in (self.coeff_pred, self.track_pred):
+            w, b = pred.grouped_weight()  # (A * ch, C, KH, KW), bounding kernel, per-kernel weights centred
+            preds.append((w.flatten(1), b))
+        return layers, preds
+
+    def _predict_patches(self, patch, inside, anchors):
+        """patch (M, C, Ph, Pw) of ``upfeature`` centred on each anchor's location (zeros beyond the map), inside
+        (M, Ph, Pw) bool, anchors (M,) index within the location -> coeffs (M, k), unnormalised embeds (M, D)."""
+        layers, preds = self._lazy_weights()
+        depth = len(layers)
+        C = patch.shape[1]
+        feat = patch
+        for i, (w, b, groups) in enumerate(layers):
+            feat = F.relu_(F.conv2d(feat, w, b, groups=groups))  # valid conv: the patch shrinks by 1 per side
+            m = inside[:, i + 1: inside.shape[1] - i - 1, i + 1: inside.shape[2] - i - 1]
+            feat = feat * m[:, None].to(feat.dtype)  # zero padding of the next conv in the dense path
+        if depth == 0:
+            feat = torch.cat([feat, feat], 1)
+        fm, ft = feat.split(C, 1)  # (M, C, KH, KW) each
+        ar = torch.arange(anchors.numel(), device=patch.device)
+        outs = []
+        for f, (w, b), ch in zip((fm, ft), preds, (self.mask_dim, self.track_dim)):
+            o = torch.addmm(b, f.flatten(1), w.t())  # (M, A * ch): every kernel at the location
+            outs.append(o.view(-1, self.num_anchors, ch)[ar, anchors])
+        return outs[0], outs[1]
