@@ -192,6 +192,7 @@ def add_stmask_config(cfg):
     # ---------------------------------------------------------------------------------------------------------
     # Solver defaults as released (§9): SGD, momentum 0.9, wd 1e-4, warm-up 500 iterations, two lr steps.
     # ---------------------------------------------------------------------------------------------------------
+    # "SGD" (released: momentum SOLVER.MOMENTUM) or "ADAMW" (used by the small synthetic model trained from scratch).
     _C.SOLVER.OPTIMIZER = "SGD"
     _C.SOLVER.MOMENTUM = 0.9
     _C.SOLVER.WEIGHT_DECAY = 1e-4

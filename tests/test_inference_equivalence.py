@@ -102,7 +102,7 @@ def test_deform_conv_sampled_equals_torchvision(case):
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_deform_conv_module_uses_fast_path_only_without_grad(monkeypatch):
+def test_deform_conv_module_uses_fast_path_on_cpu(monkeypatch):
     torch.manual_seed(2)
     m = DeformConv2d(4, 6, (3, 5), padding=(1, 2))
     x, off = torch.randn(1, 4, 6, 7), torch.randn(1, 30, 6, 7)
@@ -111,14 +111,11 @@ def test_deform_conv_module_uses_fast_path_only_without_grad(monkeypatch):
 
     real = dc.deform_conv2d_sampled
     monkeypatch.setattr(dc, "deform_conv2d_sampled", lambda *a, **k: calls.append(1) or real(*a, **k))
-    y_grad = m(x, off)  # parameters require grad: torchvision
-    assert not calls and y_grad.requires_grad
-    with torch.no_grad():
-        y = m(x, off)
-    assert calls == [1]
-    torch.testing.assert_close(y, y_grad.detach(), rtol=1e-5, atol=1e-5)
-    with torch.no_grad():  # 1-pixel-high maps: torchvision
-        m(torch.randn(1, 4, 1, 7), torch.randn(1, 30, 1, 7))
+    y_grad = m(x, off)  # training too (gradients equal torchvision's: tests/test_deform_conv.py)
+    assert calls == [1] and y_grad.requires_grad
+    ref = deform_conv2d(x, off, m.weight, None, padding=(1, 2))
+    torch.testing.assert_close(y_grad, ref, rtol=1e-5, atol=1e-5)
+    m(torch.randn(1, 4, 1, 7), torch.randn(1, 30, 1, 7))  # 1-pixel-high maps: torchvision
     assert calls == [1]
 
 

@@ -11,7 +11,7 @@ Steps (each prints its wall time; outputs under ``output/``):
 4. run ``demo/demo.py`` on a held-out video -> ``output/demo/demo.mp4``, ``output/demo/results.json`` and
    ``output/demo/contact_sheet.png``.
 
-    python tools/main_job.py [--iters 1500] [--retrain] [--output output] [KEY VALUE ...]
+    python tools/main_job.py [--iters N] [--retrain] [--output output] [KEY VALUE ...]
 """
 import argparse
 import json
@@ -63,12 +63,16 @@ def build_cfg(args, output_dir):
     cfg = get_cfg()
     add_stmask_config(cfg)
     cfg.merge_from_file(CONFIG)
+    schedule = []
+    if args.iters:  # rescale the config's schedule to another length
+        scale = args.iters / cfg.SOLVER.MAX_ITER
+        schedule = ["SOLVER.MAX_ITER", args.iters, "SOLVER.STEPS", tuple(int(s * scale) for s in cfg.SOLVER.STEPS)]
     cfg.merge_from_list(
-        [
+        schedule
+        + [
             "OUTPUT_DIR", output_dir,
-            "SOLVER.MAX_ITER", args.iters,
-            "SOLVER.STEPS", (int(args.iters * 0.7), int(args.iters * 0.9)),
-            "SOLVER.CHECKPOINT_PERIOD", max(100, args.iters // 4),
+            "SOLVER.CHECKPOINT_PERIOD", max(100, (args.iters or cfg.SOLVER.MAX_ITER) // 4),
+            "TEST.EVAL_PERIOD", 0,
             "DATASETS.TRAIN", ("synthetic_vis_train_sub",),
             "DATASETS.TEST", ("synthetic_vis_valid_sub",),
             "TEST.YTVIS_HOTA", True,
@@ -81,8 +85,6 @@ def build_cfg(args, output_dir):
 
 
 def train(cfg, retrain):
-    from detectron2.utils import comm  # noqa: F401
-
     from stmask_d2.engine import STMaskTrainer
 
     final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
@@ -91,7 +93,11 @@ def train(cfg, retrain):
         print(f"    trained model already at {final} (use --retrain to train again)")
         return final
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    trainer = STMaskTrainer(cfg)
+    train_cfg = cfg.clone()
+    train_cfg.defrost()
+    train_cfg.DATASETS.TEST = ()  # evaluated once, in step 3 (DefaultTrainer would also evaluate at the end)
+    train_cfg.freeze()
+    trainer = STMaskTrainer(train_cfg)
     trainer.resume_or_load(resume=not retrain)
     trainer.train()
     with open(stamp, "w") as f:
@@ -152,7 +158,8 @@ def contact_sheet(video_path, out_png, num=6, scale=2):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iters", type=int, default=1500, help="training iterations (default 1500)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="training iterations (default: the config's SOLVER.MAX_ITER; steps are rescaled)")
     parser.add_argument("--retrain", action="store_true", help="train again even if a trained model exists")
     parser.add_argument("--output", default=os.path.join(ROOT, "output"), help="output root (default output/)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
@@ -178,7 +185,7 @@ def main():
     done(t)
 
     cfg = build_cfg(args, train_dir)
-    t = step(f"2/4 training {os.path.relpath(CONFIG, ROOT)} for {args.iters} iterations on {cfg.MODEL.DEVICE}")
+    t = step(f"2/4 training {os.path.relpath(CONFIG, ROOT)} for {cfg.SOLVER.MAX_ITER} iterations on {cfg.MODEL.DEVICE}")
     weights = train(cfg, args.retrain)
     done(t)
 

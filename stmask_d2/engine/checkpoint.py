@@ -2,38 +2,19 @@
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils import comm
 
+from ..utils.io import atomic_write
+
 from .errors import CheckpointError, MissingWeightsError
 
-__all__ = ["AtomicDetectionCheckpointer", "atomic_write_bytes"]
+__all__ = ["AtomicDetectionCheckpointer"]
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_write_bytes(path, write_fn, mode="wb"):
-    """Write a file through ``write_fn(file_object)`` into a temporary file in the same folder, then rename.
-
-    A crash at any point leaves either the previous file or the complete new one, never a truncated file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
@@ -53,12 +34,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to {}".format(save_file))
-        atomic_write_bytes(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
         save_file = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write_bytes(save_file, lambda f: f.write(last_filename_basename), mode="w")
+        atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
 
     @staticmethod
     def _check_exists(filename):

@@ -17,6 +17,7 @@ from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, create_ddp_model, default_setup
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
@@ -174,6 +175,26 @@ class STMaskTrainer(DefaultTrainer):
             _truncate_metrics_json(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.start_iter)
 
     # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """SGD with momentum (released) or AdamW (``SOLVER.OPTIMIZER: ADAMW``, for models trained from scratch),
+        with Detectron2's per-parameter weight decay / lr rules and gradient clipping (``SOLVER.CLIP_GRADIENTS``)."""
+        name = cfg.SOLVER.OPTIMIZER.upper()
+        if name == "SGD":
+            return super().build_optimizer(cfg, model)
+        if name != "ADAMW":
+            raise ConfigError(f"SOLVER.OPTIMIZER must be SGD or ADAMW, got {cfg.SOLVER.OPTIMIZER!r}.")
+        params = get_default_optimizer_params(
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+        )
+        return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
+            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+        )
+
     @classmethod
     def build_train_loader(cls, cfg):
         names = list(cfg.DATASETS.TRAIN)

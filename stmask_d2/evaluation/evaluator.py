@@ -9,7 +9,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 
@@ -18,6 +17,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import create_small_table
 
+from ..utils.io import atomic_write
 from .ytvis_eval import evaluate_ytvis, load_ytvis_gt, load_ytvis_results
 
 __all__ = ["YTVISEvaluator", "instances_to_ytvis_results"]
@@ -57,21 +57,6 @@ def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, vi
         out.append({"video_id": video_id, "category_id": contiguous_to_dataset_id[cat],
                     "score": float(tr["score"]), "segmentations": segs})
     return out
-
-
-def _atomic_write(path, write_fn, mode="w"):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class YTVISEvaluator(DatasetEvaluator):
@@ -143,14 +128,14 @@ class YTVISEvaluator(DatasetEvaluator):
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             json_path = os.path.join(self._output_dir, "results.json")
-            _atomic_write(json_path, lambda f: json.dump(results, f))
+            atomic_write(json_path, lambda f: json.dump(results, f), mode="w")
             zip_path = os.path.join(self._output_dir, "results.zip")
 
             def _zip(f):
                 with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
                     z.write(json_path, arcname="results.json")
 
-            _atomic_write(zip_path, _zip, mode="wb")
+            atomic_write(zip_path, _zip, mode="wb")
             logger.info("Wrote %d tracks of %d videos to %s", len(results), len(seen), json_path)
 
         gt_dict = None

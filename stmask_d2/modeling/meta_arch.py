@@ -344,7 +344,7 @@ class STMask(nn.Module):
         tracker = copy.deepcopy(self.tracker_template)
         tracker.reset()
         prev = None  # (TF level map, upfeature) of the previous frame
-        transform = None
+        transform, first_hw = None, None
         for t, frame in enumerate(frames):
             if transform is None or frame.shape[:2] != first_hw:
                 if transform is not None:

@@ -18,7 +18,6 @@ from typing import List, Sequence
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
 from torch import nn
 from torchvision.ops import roi_align

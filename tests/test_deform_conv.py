@@ -1,0 +1,51 @@
+"""The grid_sample deformable conv equals torchvision's deform_conv2d in value and in every gradient."""
+import pytest
+import torch
+from torchvision.ops import deform_conv2d
+
+from stmask_d2.layers import DeformConv2d
+from stmask_d2.layers.deform_conv import deform_conv2d_sampled
+
+
+@pytest.mark.parametrize(
+    "n,c,h,w,kh,kw,stride,dil,scale,modulated",
+    [
+        (2, 8, 9, 13, 3, 5, 1, 1, 1.0, False),
+        (2, 8, 9, 13, 5, 3, 1, 1, 2.0, True),  # samples far outside the map
+        (1, 6, 7, 8, 3, 3, 2, 1, 0.7, True),
+        (1, 6, 7, 8, 3, 3, 1, 2, 0.7, False),
+        (3, 4, 2, 2, 3, 3, 1, 1, 0.5, False),  # 2x2 maps: every sample touches a border
+    ],
+)
+def test_values_and_gradients_equal_torchvision(n, c, h, w, kh, kw, stride, dil, scale, modulated):
+    g = torch.Generator().manual_seed(0)
+    pad = (dil * (kh - 1) // 2, dil * (kw - 1) // 2)
+    ho = (h + 2 * pad[0] - dil * (kh - 1) - 1) // stride + 1
+    wo = (w + 2 * pad[1] - dil * (kw - 1) - 1) // stride + 1
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    wt = torch.randn(5, c, kh, kw, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    off = torch.randn(n, 2 * kh * kw, ho, wo, generator=g, dtype=torch.float64) * scale
+    mask = torch.rand(n, kh * kw, ho, wo, generator=g, dtype=torch.float64) if modulated else None
+    grad_out = torch.randn(n, 5, ho, wo, generator=g, dtype=torch.float64)
+    results = []
+    for op in (deform_conv2d, deform_conv2d_sampled):
+        leaves = [t.clone().requires_grad_() for t in (x, wt, b, off)] + (
+            [mask.clone().requires_grad_()] if modulated else [None]
+        )
+        y = op(leaves[0], leaves[3], leaves[1], leaves[2], stride=(stride, stride), padding=pad,
+               dilation=(dil, dil), mask=leaves[4])
+        y.backward(grad_out)
+        results.append([y.detach()] + [t.grad for t in leaves if t is not None])
+    for a, r in zip(results[1], results[0]):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
+
+
+def test_module_trains_on_cpu_with_the_fast_path():
+    torch.manual_seed(0)
+    m = DeformConv2d(4, 4, (3, 5), padding=(1, 2))
+    x = torch.randn(2, 4, 6, 9, requires_grad=True)
+    off = torch.randn(2, 30, 6, 9, requires_grad=True)
+    m(x, off).square().sum().backward()
+    assert m.weight.grad is not None and torch.isfinite(m.weight.grad).all()
+    assert x.grad.abs().sum() > 0 and off.grad.abs().sum() > 0
