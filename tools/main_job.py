@@ -185,6 +185,9 @@ def main():
     done(t)
 
     cfg = build_cfg(args, train_dir)
+    from detectron2.utils.env import seed_all_rng
+
+    seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)  # same numbers on every run (config SEED)
     t = step(f"2/4 training {os.path.relpath(CONFIG, ROOT)} for {cfg.SOLVER.MAX_ITER} iterations on {cfg.MODEL.DEVICE}")
     weights = train(cfg, args.retrain)
     done(t)
