@@ -106,6 +106,6 @@ def test_single_image_training_batch(dataset, tmp_path):
     batch = [mapper(frames[0]), mapper(frames[1])]
     with EventStorage():
         losses = model(batch)
-    assert float(losses["loss_boxshift"]) == 0.0 and float(losses["loss_maskshift"]) == 0.0
+    assert losses["loss_boxshift"].item() == 0.0 and losses["loss_maskshift"].item() == 0.0
     assert float(losses["loss_class"]) > 0
     sum(losses.values()).backward()
