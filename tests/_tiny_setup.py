@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 PY = sys.executable
@@ -76,3 +79,12 @@ def tiny_cfg(json_file, image_root, output_dir="", extra_opts=(), train=True):
         eval_only=not train,
     )
     return build_cfg(args, freeze=False, check=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Module-scoped autouse fixture (import it into a test module): one torch thread for tiny tensors."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: more threads only spin on a shared machine
+    yield
+    torch.set_num_threads(n)

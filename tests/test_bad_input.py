@@ -13,17 +13,12 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
+from _tiny_setup import one_thread  # noqa: F401  (autouse)
 from _tiny_setup import (CONFIG, ROOT, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
                          tiny_cfg)
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only spin on a shared machine
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,11 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.env import seed_all_rng
 
+from _tiny_setup import one_thread  # noqa: F401  (autouse)
 from _tiny_setup import make_tiny_dataset, tiny_cfg
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only spin on a shared machine
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
