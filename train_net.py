@@ -16,7 +16,6 @@ reported as one line on stderr with exit code 2; STMASK_DEBUG=1 shows the traceb
 import os
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: F401  (re-exported for users' scripts)
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -34,13 +33,13 @@ USER_ERROR_EXIT_CODE = 2
 def main(args):
     cfg = setup_cfg(args)
     if args.eval_only:
+        if cfg.TEST.AUG.ENABLED:
+            raise NotImplementedError("Test-time augmentation is not supported by STMask (set TEST.AUG.ENABLED False).")
         model = STMaskTrainer.build_model(cfg)
         AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         res = STMaskTrainer.test(cfg, model)
-        if cfg.TEST.AUG.ENABLED:
-            raise NotImplementedError("Test-time augmentation is not supported by STMask.")
         verify_results(cfg, res)
         return res
     trainer = STMaskTrainer(cfg)
