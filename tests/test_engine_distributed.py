@@ -28,6 +28,7 @@ def _results(out_dir, data):
     return sorted(res, key=lambda r: (r["video_id"], -r["score"], r["category_id"], json.dumps(r["segmentations"])))
 
 
+@pytest.mark.slow
 def test_two_process_training_and_gathered_evaluation(tiny_data, tmp_path):
     out2 = tmp_path / "train2"
     r = run_train_net(*_args(tiny_data, out2, ["--num-gpus", "2"], ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3",

@@ -38,6 +38,7 @@ def _model(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(train_net_cmd(*_args(tiny_data, out)), cwd=ROOT, env=subprocess_env(),
@@ -85,6 +86,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     assert {"python", "numpy", "torch"} <= set(t["rng"])
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_and_stale_tag(tiny_data, tmp_path):
     """A tag that points at a missing file is ignored (fresh start); a truncated checkpoint is a one-line error
     that leaves the folder as it was."""

@@ -145,6 +145,7 @@ def test_nonfinite_loss_skips_step_keeps_weights_and_continues(tiny_data, tmp_pa
     assert all(torch.isfinite(v).all() for v in w[3].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_two_seeded_runs_give_identical_losses(tiny_data, tmp_path):
     runs = []
     for i in range(2):
