@@ -42,3 +42,12 @@ def _drop_logging_handlers_on_closed_streams():
     _remove_handlers_on_closed_streams()
     yield
     _remove_handlers_on_closed_streams()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """(json_file, image_root) of a tiny synthetic YouTube-VIS dataset (4 videos x 4 frames of 64x96), made once per
+    test module (``_tiny_setup.make_tiny_dataset``). A module that needs another size defines its own ``tiny_data``."""
+    from _tiny_setup import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_data"))

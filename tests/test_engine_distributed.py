@@ -6,13 +6,8 @@ import os
 import pytest
 import torch
 
-from _tiny_setup import (CONFIG, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
+from _tiny_setup import (CONFIG, TINY_OPTS, dataset_name, dataset_opts, register_args,
                          run_train_net)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("dist_data"))
 
 
 def _args(data, out_dir, flags=(), opts=()):

@@ -9,16 +9,11 @@ import time
 import pytest
 import torch
 
-from _tiny_setup import (ROOT, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
+from _tiny_setup import (ROOT, TINY_OPTS, dataset_name, dataset_opts, register_args,
                          run_train_net, subprocess_env, train_net_cmd)
 
 MAX_ITER = 12
 PERIOD = 3
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("resume_data"))
 
 
 def _args(data, out_dir, *extra):

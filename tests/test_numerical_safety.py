@@ -12,15 +12,10 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.env import seed_all_rng
 
 from _tiny_setup import one_thread  # noqa: F401  (autouse)
-from _tiny_setup import make_tiny_dataset, tiny_cfg
+from _tiny_setup import tiny_cfg
 
 
 
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("numeric_data"))
 
 
 @pytest.fixture(scope="module")
