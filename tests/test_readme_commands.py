@@ -104,6 +104,8 @@ def _split(cmd):
         env[k] = v
     if not words or words[0] not in LAUNCHERS:
         return None
+    if words[0].startswith("python") and len(words) > 1 and words[1] == "-c":
+        return None  # inline Python snippets are not commands of this repository
     return env, words
 
 
