@@ -1,6 +1,6 @@
 """Config keys of STMask. Every key is commented; paper symbols are named where the paper has one.
 
-Defaults follow the authors' released code (STMASK_SPEC.md); where the paper says something else, a key selects
+Defaults follow the authors' released code (docs/METHOD.md); where the paper says something else, a key selects
 the paper's variant. Use::
 
     from detectron2.config import get_cfg
@@ -20,7 +20,7 @@ def add_stmask_config(cfg):
     _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
     # ---------------------------------------------------------------------------------------------------------
-    # Input (STMASK_SPEC §1). RGB, ImageNet mean/std on the 0-255 scale, shortest edge 360 (max 640), padded to /32.
+    # Input (docs/METHOD.md §1). RGB, ImageNet mean/std on the 0-255 scale, shortest edge 360 (max 640), padded to /32.
     # ---------------------------------------------------------------------------------------------------------
     _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
     _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]

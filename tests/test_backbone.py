@@ -1,4 +1,4 @@
-"""ResNet-DCN (per-block DCN placement, Detectron2-compatible names) and Yolact FPN (STMASK_SPEC §1, RC1)."""
+"""ResNet-DCN (per-block DCN placement, Detectron2-compatible names) and Yolact FPN (docs/METHOD.md §1, RC1)."""
 import importlib.util
 import sys
 import types

@@ -1,4 +1,4 @@
-"""RC5 (STMASK_SPEC §13): the released box encoding (variances 0.1 / 0.2) is Detectron2's Box2BoxTransform with
+"""RC5 (docs/METHOD.md §13): the released box encoding (variances 0.1 / 0.2) is Detectron2's Box2BoxTransform with
 weights (10, 10, 5, 5); coordinates may be normalised or pixels (the encoding is scale-invariant)."""
 import math
 

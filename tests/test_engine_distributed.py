@@ -6,13 +6,8 @@ import os
 import pytest
 import torch
 
-from _tiny_setup import (CONFIG, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
+from _tiny_setup import (CONFIG, TINY_OPTS, dataset_name, dataset_opts, register_args,
                          run_train_net)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("dist_data"))
 
 
 def _args(data, out_dir, flags=(), opts=()):
@@ -28,6 +23,7 @@ def _results(out_dir, data):
     return sorted(res, key=lambda r: (r["video_id"], -r["score"], r["category_id"], json.dumps(r["segmentations"])))
 
 
+@pytest.mark.slow
 def test_two_process_training_and_gathered_evaluation(tiny_data, tmp_path):
     out2 = tmp_path / "train2"
     r = run_train_net(*_args(tiny_data, out2, ["--num-gpus", "2"], ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3",

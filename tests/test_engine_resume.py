@@ -9,16 +9,11 @@ import time
 import pytest
 import torch
 
-from _tiny_setup import (ROOT, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
+from _tiny_setup import (ROOT, TINY_OPTS, dataset_name, dataset_opts, register_args,
                          run_train_net, subprocess_env, train_net_cmd)
 
 MAX_ITER = 12
 PERIOD = 3
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("resume_data"))
 
 
 def _args(data, out_dir, *extra):
@@ -38,6 +33,7 @@ def _model(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(train_net_cmd(*_args(tiny_data, out)), cwd=ROOT, env=subprocess_env(),
@@ -85,6 +81,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     assert {"python", "numpy", "torch"} <= set(t["rng"])
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_and_stale_tag(tiny_data, tmp_path):
     """A tag that points at a missing file is ignored (fresh start); a truncated checkpoint is a one-line error
     that leaves the folder as it was."""

@@ -72,6 +72,7 @@ def run_subprocess(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_json_line(files):
     gp, rp, *_ = files
     p = run_subprocess("--gt", gp, "--results", rp)
@@ -114,6 +115,7 @@ def _one_line_error(p, needle):
     assert len(err) == 1 and needle in err[0], p.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_file(files):
     gp, *_ = files
     _one_line_error(run_subprocess("--gt", gp, "--results", "/nonexistent/res.json"), "not found")

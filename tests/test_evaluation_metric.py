@@ -1,6 +1,6 @@
 """YouTube-VIS AP/AR: hand-derived cases and a randomized cross-check against a deliberately simple reference.
 
-The reference below (`_reference_eval`) is written from shared/YTVIS_FORMAT.md with plain loops and per-frame
+The reference below (`_reference_eval`) is written from docs/YTVIS_FORMAT.md with plain loops and per-frame
 mask decoding; the fast evaluator must agree with it to 1e-4 on every case.
 """
 import copy
@@ -193,7 +193,7 @@ def test_lenient_truncates_like_zip():
 
 # --------------------------------------------------------------------------------------------------- reference
 def _reference_eval(gt, results):
-    """Plain-loop YouTube-VIS AP/AR (YTVIS_FORMAT.md), decoding every frame."""
+    """Plain-loop YouTube-VIS AP/AR (docs/YTVIS_FORMAT.md), decoding every frame."""
     videos = {v["id"]: v for v in gt["videos"]}
     vid_ids = sorted(videos)
     cat_ids = sorted(c["id"] for c in gt["categories"])

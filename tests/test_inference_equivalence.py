@@ -167,6 +167,7 @@ def _assert_same_instances(a, b):
     assert diff <= 1e-3, diff  # a pixel may flip only where the soft mask is within float noise of 0.5
 
 
+@pytest.mark.slow
 def test_model_track_frames_fast_equals_dense(monkeypatch):
     model = _model()
     assert model.head.supports_lazy_branches and model._lazy_branches()
@@ -179,6 +180,7 @@ def test_model_track_frames_fast_equals_dense(monkeypatch):
         _assert_same_instances(a, b)
 
 
+@pytest.mark.slow
 def test_model_inference_images_fast_equals_dense(monkeypatch):
     model = _model()
     inputs = [{"image": torch.as_tensor(f.transpose(2, 0, 1).copy()), "height": 90, "width": 150}

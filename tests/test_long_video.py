@@ -27,6 +27,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.mark.slow
 def test_tracker_memory_bounded_over_a_long_stream(tool, one_thread):
     max_dets, prune = 10, 5
     model, cfg = tool.build_tiny_model(opts=["MODEL.STMASK.TEST.MAX_DETECTIONS", str(max_dets),

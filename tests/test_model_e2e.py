@@ -56,6 +56,7 @@ class Args:
         self.register_ytvis = []
 
 
+@pytest.mark.slow
 def test_train_then_eval_only(dataset, tmp_path):
     import train_net
 
@@ -86,6 +87,7 @@ def test_train_then_eval_only(dataset, tmp_path):
     assert os.path.isfile(os.path.join(out, "inference", "e2e_valid", "results.zip"))
 
 
+@pytest.mark.slow
 def test_frame_level_coco_evaluation(dataset, tmp_path):
     cfg = setup_cfg(Args(TINY + ["OUTPUT_DIR", str(tmp_path), "DATASETS.TEST", '("e2e_valid_frames",)']))
     model = STMaskTrainer.build_model(cfg)
@@ -93,6 +95,7 @@ def test_frame_level_coco_evaluation(dataset, tmp_path):
     assert "segm" in res and "bbox" in res
 
 
+@pytest.mark.slow
 def test_single_image_training_batch(dataset, tmp_path):
     """COCO-style batches (one image per sample, no pair) train with the pair-only losses at zero."""
     from detectron2.data import DatasetMapper

@@ -12,15 +12,10 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.env import seed_all_rng
 
 from _tiny_setup import one_thread  # noqa: F401  (autouse)
-from _tiny_setup import make_tiny_dataset, tiny_cfg
+from _tiny_setup import tiny_cfg
 
 
 
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("numeric_data"))
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +140,7 @@ def test_nonfinite_loss_skips_step_keeps_weights_and_continues(tiny_data, tmp_pa
     assert all(torch.isfinite(v).all() for v in w[3].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_two_seeded_runs_give_identical_losses(tiny_data, tmp_path):
     runs = []
     for i in range(2):

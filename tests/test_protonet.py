@@ -1,4 +1,4 @@
-"""ProtoNet (STMASK_SPEC §6)."""
+"""ProtoNet (docs/METHOD.md §6)."""
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec

@@ -107,6 +107,7 @@ def test_decay_and_age_limit():
             assert out["track_ids"].numel() == 0
 
 
+@pytest.mark.slow
 def test_pruning_bounds_memory_over_long_stream():
     g = torch.Generator().manual_seed(0)
 

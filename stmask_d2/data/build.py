@@ -40,7 +40,7 @@ def _key_frames(video):
 
 def get_ytvis_key_frame_dicts(dataset_names):
     """Flatten the videos of ``dataset_names`` into training samples ``{"video": video dict, "key_frame": t}``,
-    one per annotated frame with at least one (non-crowd) instance (STMASK_SPEC §9). Samples of one video share
+    one per annotated frame with at least one (non-crowd) instance (docs/METHOD.md §9). Samples of one video share
     the same video dict object. Raises ``ValueError`` when a dataset has no annotations."""
     videos = _load_videos(dataset_names)
     samples = [{"video": v, "key_frame": t} for v in videos for t in _key_frames(v)]

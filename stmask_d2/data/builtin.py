@@ -28,7 +28,7 @@ __all__ = [
     "register_all_ytvis", "add_register_ytvis_argument", "register_ytvis_from_args",
 ]
 
-# Category names in dataset-id order (ids 1..N), YTVIS_FORMAT.md §4.2.
+# Category names in dataset-id order (ids 1..N), docs/YTVIS_FORMAT.md §4.2.
 YTVIS_2019_CATEGORIES = [
     "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey",
     "hand", "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear",

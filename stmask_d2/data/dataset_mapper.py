@@ -24,7 +24,7 @@ def _frames_with_instances(video):
 
 
 def sample_reference_frame(valid_frames, key_frame, frame_range, rng=np.random):
-    """STMASK_SPEC §9: a frame drawn uniformly from ``valid_frames`` at index distance 1..frame_range from
+    """docs/METHOD.md §9: a frame drawn uniformly from ``valid_frames`` at index distance 1..frame_range from
     ``key_frame``; ``key_frame`` itself when there is none."""
     cands = [t for t in valid_frames if 0 < abs(t - key_frame) <= frame_range]
     if not cands:

@@ -1,6 +1,6 @@
 """YouTube-VIS video mask AP / AR, numerically identical to the official YouTube-VIS API (``ytvoseval``).
 
-The official rules (see ``shared/YTVIS_FORMAT.md``) and how they are reproduced here:
+The official rules (see ``docs/YTVIS_FORMAT.md``) and how they are reproduced here:
 
 * video IoU(dt, gt) = sum_t |dt_t & gt_t| / sum_t |dt_t | gt_t| over ``zip(dt_segs, gt_segs)`` (so the shorter list
   wins); a null (or empty) frame only adds the other mask's area to the union; union 0 -> IoU 0. Computed per

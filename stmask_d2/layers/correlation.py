@@ -1,4 +1,4 @@
-"""Local spatial correlation (cost volume) of two feature maps, in plain PyTorch (STMASK_SPEC §7).
+"""Local spatial correlation (cost volume) of two feature maps, in plain PyTorch (docs/METHOD.md §7).
 
 Replaces the ``spatial_correlation_sampler`` CUDA package used by the released code (kernel 1, patch P,
 stride 1, pad 0, dilation_patch 1), followed by the released leaky ReLU.

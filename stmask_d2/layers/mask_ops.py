@@ -1,4 +1,4 @@
-"""Instance-mask ops: box crop, mask assembly from prototypes, mask IoU, paste to the image, RLE (STMASK_SPEC §6, §10).
+"""Mask ops: box crop, mask assembly from prototypes, mask IoU, paste to the image, RLE (docs/METHOD.md §6, §10).
 
 Shape shorthand: N instances, k prototypes, (Hp, Wp) prototype map (stride 4), (H0, W0) original image.
 Everything is vectorised over instances (broadcast comparisons, einsum, matmul, one ``grid_sample``).

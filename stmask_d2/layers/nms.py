@@ -1,4 +1,4 @@
-"""Fast NMS (Yolact): one IoU matrix per class instead of a sequential loop (STMASK_SPEC §10 step 3).
+"""Fast NMS (Yolact): one IoU matrix per class instead of a sequential loop (docs/METHOD.md §10 step 3).
 
 Fast NMS differs from greedy NMS: a box is dropped when its IoU with *any* higher-scored box exceeds the
 threshold, even if that box was itself suppressed. It therefore suppresses at least as much as greedy NMS.

@@ -1,4 +1,4 @@
-"""Aligned FCB offsets (FCB "ali", STMASK_SPEC §4, supplement eq. 6).
+"""Aligned FCB offsets (FCB "ali", docs/METHOD.md §4, supplement eq. 6).
 
 The sampling grid of a kh x kw kernel is moved and stretched like the anchor box the kernel's predicted deltas
 describe: tap (r, c) samples at (r + Δy + Δh·r, c + Δx + Δw·c) relative to the location, in feature cells.

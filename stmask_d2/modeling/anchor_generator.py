@@ -1,4 +1,4 @@
-"""FCA anchors: kernel-shaped anchor boxes (STMASK_SPEC §2), registered as ``FCAAnchorGenerator``.
+"""FCA anchors: kernel-shaped anchor boxes (docs/METHOD.md §2), registered as ``FCAAnchorGenerator``.
 
 Anchor k of a location is a kh x kw block of feature cells (``mode="kernel"``), i.e. the receptive field of the
 FCA conv of shape (kh, kw) that predicts it; the Yolact ratio baseline (``mode="ratio"``) is available too.

@@ -1,4 +1,4 @@
-"""Detector losses of STMask (STMASK_SPEC.md §9): classification, box, centerness, mask and track.
+"""Detector losses of STMask (docs/METHOD.md §9): classification, box, centerness, mask and track.
 
 The temporal-fusion losses (B_shift, M_shift) live with the TF head; :class:`STMaskLosses` hands them the
 per-frame anchor matches.

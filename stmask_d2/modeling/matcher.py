@@ -1,4 +1,4 @@
-"""Class-aware anchor matching of the released STMask code (STMASK_SPEC.md §9, "Anchor matching"; §12 item 4).
+"""Class-aware anchor matching of the released STMask code (docs/METHOD.md §9, "Anchor matching"; §12 item 4).
 
 Labels follow Detectron2's :class:`detectron2.modeling.matcher.Matcher` convention: 1 positive, 0 negative,
 -1 ignored (neutral). With ``class_aware=False`` and ``multi_gt_neutral=False`` the result is exactly the plain

@@ -1,4 +1,4 @@
-"""Frame-level inference post-processing (STMASK_SPEC §10), as pure functions (no cfg).
+"""Frame-level inference post-processing (docs/METHOD.md §10), as pure functions (no cfg).
 
 Pipeline for one frame (the meta-architecture calls them in this order, the tracker sits between 2 and 3):
 

@@ -1,4 +1,4 @@
-"""Training losses of the temporal fusion head: L_Bshift and L_Mshift (STMASK_SPEC §7 "Training targets / losses").
+"""Training losses of the temporal fusion head: L_Bshift and L_Mshift (docs/METHOD.md §7 "Training targets / losses").
 
 For every pair (frame t-1, frame t) the RoIs are the positive anchors of frame t-1 whose GT identity also exists in
 frame t; each RoI is the anchor's decoded predicted box of frame t-1 (detached).

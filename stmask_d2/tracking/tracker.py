@@ -1,4 +1,4 @@
-"""Online tracker of STMask: matching score, ID assignment, decaying confidence (STMASK_SPEC §8, paper eqs. 15-17).
+"""Online tracker of STMask: matching score, ID assignment, decaying confidence (docs/METHOD.md §8, paper eqs. 15-17).
 
 The tracker owns its memory (one row per track, all tensors). The meta-architecture asks it for the memory
 (``tracker.memory``), runs the temporal fusion head on it (frame t-1 -> t) and hands the propagated boxes /

@@ -1,4 +1,4 @@
-"""Per-video accumulation of per-track, per-frame outputs into video-level results (STMASK_SPEC §8, §11).
+"""Per-video accumulation of per-track, per-frame outputs into video-level results (docs/METHOD.md §8, §11).
 
 Only compact RLE dicts are stored (never dense masks), so memory grows with the number of emitted
 (track, frame) pairs, not with the number of pixels.

@@ -1,4 +1,4 @@
-"""Yolact-style FPN, P3-P7 (STMASK_SPEC §1, §14).
+"""Yolact-style FPN, P3-P7 (docs/METHOD.md §1, §14).
 
 Differs from Detectron2's FPN: bilinear (align_corners=False) top-down upsampling to the exact lateral size,
 ReLU after the 3x3 output convs of P3-P5, and P6 / P7 as stride-2 3x3 convs on P5's (ReLU'd) output with no

@@ -1,4 +1,4 @@
-"""ResNet with a modulated deformable 3x3 conv every ``DEFORM_INTERVAL`` blocks (STMASK_SPEC §1).
+"""ResNet with a modulated deformable 3x3 conv every ``DEFORM_INTERVAL`` blocks (docs/METHOD.md §1).
 
 Detectron2's ResNet (stem, stages, freezing) with two changes:
 - the deformable blocks run on ``torchvision.ops.deform_conv2d`` (``stmask_d2.layers.DeformConv2d``), so no compiled
@@ -173,7 +173,7 @@ def deform_block_indices(num_blocks, deform_on_stage, interval):
 
 @BACKBONE_REGISTRY.register()
 def build_stmask_resnet_backbone(cfg, input_shape):
-    """Detectron2's ``build_resnet_backbone`` with the per-block DCN placement of STMASK_SPEC §1.
+    """Detectron2's ``build_resnet_backbone`` with the per-block DCN placement of docs/METHOD.md §1.
 
     Reads MODEL.RESNETS.{DEPTH, NORM, STEM_OUT_CHANNELS, RES2_OUT_CHANNELS, NUM_GROUPS, WIDTH_PER_GROUP,
     STRIDE_IN_1X1, RES5_DILATION, DEFORM_ON_PER_STAGE, DEFORM_MODULATED, DEFORM_NUM_GROUPS, DEFORM_INTERVAL,

@@ -1,4 +1,4 @@
-"""FCB, feature calibration for boxes (STMASK_SPEC §4, paper eqs. 6-9): a calibrated prediction conv.
+"""FCB, feature calibration for boxes (docs/METHOD.md §4, paper eqs. 6-9): a calibrated prediction conv.
 
 ``out = Conv_k(ReLU(DeformConv_k(x, offset(box_deltas.detach()))))`` where k = (kh, kw) is the FCA kernel of
 the anchor whose box deltas drive the offsets. Standalone: any head that predicts per-location box deltas can

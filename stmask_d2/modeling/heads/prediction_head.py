@@ -1,4 +1,4 @@
-"""STMask prediction head: shared towers + FCA per-kernel prediction convs (+ optional FCB) (STMASK_SPEC §3, §5).
+"""STMask prediction head: shared towers + FCA per-kernel prediction convs (+ optional FCB) (docs/METHOD.md §3, §5).
 
 One module shared by all FPN levels. Per level x (N, 256, H, W):
     u = ReLU(conv3x3(x))                                   ``upfeature`` (returned as "upfeatures" for TF)
@@ -162,7 +162,7 @@ class STMaskPredictionHead(nn.Module):
             track_dim: D, track embedding size.
             focal: class outputs are C sigmoid logits instead of C+1 softmax logits.
             use_centerness: predict the centerness (tanh) with the box deltas.
-            centerness_order_bug: reproduce the released code's centerness order (STMASK_SPEC §12 item 10).
+            centerness_order_bug: reproduce the released code's centerness order (docs/METHOD.md §12 item 10).
             fcb_mode: "none", "ada" or "ali"; FCB replaces the prediction convs of ``fcb_branches``.
             fcb_branches: subset of ("class", "mask", "track").
             fca_impl: "grouped" or "separate" (same function, see the module docstring).

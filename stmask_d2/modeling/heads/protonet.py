@@ -1,4 +1,4 @@
-"""ProtoNet: prototype masks from P3 (STMASK_SPEC §6).
+"""ProtoNet: prototype masks from P3 (docs/METHOD.md §6).
 
 NUM_CONVS x [3x3 conv + ReLU] -> bilinear x2 (align_corners=False) + ReLU -> 3x3 conv + ReLU -> 1x1 conv to k
 channels, then ReLU (prototype activation). Output stride 4 (96x160 for a 384x640 input). The layers live in

@@ -1,4 +1,4 @@
-"""Temporal fusion head (TF): frame t-1 -> t box and mask-coefficient deltas (STMASK_SPEC §7, paper eqs. 10-14).
+"""Temporal fusion head (TF): frame t-1 -> t box and mask-coefficient deltas (docs/METHOD.md §7, paper eqs. 10-14).
 
 Shape shorthand: N frame pairs, C FPN channels, (H, W) correlation level (P4: stride 16), P correlation patch side,
 D ``upfeature`` channels (HEAD.CONV_DIM), M instances (RoIs), k prototypes.
