@@ -39,12 +39,12 @@ def track_color(track_id: int) -> np.ndarray:
 
 def track_labels(track_ids, classes, scores, class_names: Optional[Sequence[str]] = None):
     """Labels ``"[id] class 87%"`` (Detectron2's percentage style); class names from ``class_names`` when given
-    and in range, else the contiguous class index."""
+    and in range, else the contiguous class index. ``scores=None`` (ground truth): ``"[id] class"``."""
     labels = []
-    for tid, c, s in zip(track_ids, classes, scores):
+    for k, (tid, c) in enumerate(zip(track_ids, classes)):
         c = int(c)
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        labels.append(f"[{int(tid)}] {name} {float(s) * 100:.0f}%")
+        labels.append(f"[{int(tid)}] {name}" + ("" if scores is None else f" {float(scores[k]) * 100:.0f}%"))
     return labels
 
 
@@ -76,11 +76,13 @@ class TrackVisualizer:
         classes = getattr(metadata, "thing_classes", None) if metadata is not None else None
         self.class_names = list(classes) if classes else None
 
-    def draw_frame(self, frame: np.ndarray, instances: Instances) -> np.ndarray:
+    def draw_frame(self, frame: np.ndarray, instances: Instances, labels: Optional[Sequence[str]] = None) -> np.ndarray:
         """
         Args:
             frame: (H, W, 3) uint8 RGB.
-            instances: tracked instances of this frame at (H, W), on any device.
+            instances: tracked instances of this frame at (H, W), on any device (``scores`` optional: ground
+                truth is labelled "[id] class").
+            labels: one label per instance instead of the default "[id] class score".
         Returns:
             (H, W, 3) uint8 RGB annotated frame (a new array; ``frame`` is not modified).
         """
@@ -99,7 +101,12 @@ class TrackVisualizer:
 
         ids = instances.track_ids.tolist()
         colors = [track_color(t) for t in ids]
-        labels = track_labels(ids, instances.pred_classes.tolist(), instances.scores.tolist(), self.class_names)
+        if labels is None:
+            scores = instances.scores.tolist() if instances.has("scores") else None
+            labels = track_labels(ids, instances.pred_classes.tolist(), scores, self.class_names)
+        labels = list(labels)
+        if len(labels) != n:
+            raise ValueError(f"draw_frame got {len(labels)} labels for {n} instances")
         boxes = instances.pred_boxes.tensor.cpu().numpy() if instances.has("pred_boxes") else None
 
         if self.fast_masks and masks is not None:
