@@ -11,7 +11,6 @@ import pytest
 import torch
 from detectron2.data import Metadata
 from detectron2.structures import Boxes, Instances
-from scipy import ndimage
 
 from stmask_d2.utils.track_outputs import OutputOptions, exclusive_masks, read_mask_png
 from test_demo import CONFIG, FAST_OPTS, H, N, W, _frame, _read_video, demo, weights  # noqa: F401
@@ -41,6 +40,11 @@ def _draw(**kw):
     return frame, opts.visualizer(Metadata(thing_classes=["cat", "dog"])).draw_frame(frame, _instances())
 
 
+def _dilate(mask, iterations=1):
+    k = np.ones((3, 3), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), k, iterations=iterations).astype(bool)
+
+
 def _diff(a, b):
     return (a.astype(int) != b.astype(int)).any(axis=2)
 
@@ -48,7 +52,7 @@ def _diff(a, b):
 def _footprint(**kw):
     """Pixels that drawing only the element of ``kw`` changes on the frame (dilated by 1 for anti-aliasing)."""
     frame, out = _draw(alpha=0.0, **kw)
-    return ndimage.binary_dilation(_diff(frame, out), iterations=1)
+    return _dilate(_diff(frame, out), 1)
 
 
 def test_no_boxes_changes_only_the_boxes():
@@ -87,7 +91,7 @@ def test_bw_background_changes_only_outside_the_masks():
     d = _diff(a, b)
     union = _instances().pred_masks.any(0).numpy()
     assert d.any() and not (d & union).any()
-    outside = ~ndimage.binary_dilation(_footprint() | union, iterations=2)
+    outside = ~_dilate(_footprint() | union, 2)
     assert (b[outside][:, 0] == b[outside][:, 1]).all() and (b[outside][:, 1] == b[outside][:, 2]).all()
 
 
