@@ -16,14 +16,14 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _synthetic(root, num_videos=2, num_frames=4):
+def _synthetic(root, num_videos=2, num_frames=4, height=64, width=96):
     sys.path.insert(0, os.path.join(ROOT, "datasets"))
     try:
         from make_synthetic_vis import make_synthetic_vis
     finally:
         sys.path.pop(0)
     json_file = make_synthetic_vis(os.path.join(root, "synthetic"), num_videos=num_videos, num_frames=num_frames,
-                                   height=64, width=96, seed=5)
+                                   height=height, width=width, seed=5)
     data = json.load(open(json_file))
     names = {c["id"]: c["name"] for c in data["categories"]}
     videos = {}
@@ -170,9 +170,9 @@ def _instance_pngs(root, image_root, videos):
             "masks": masks, "classes": classes, "source": mroot}
 
 
-def make_samples(root, num_videos=2, num_frames=4):
+def make_samples(root, num_videos=2, num_frames=4, height=64, width=96):
     root = str(root)
-    image_root, videos, categories = _synthetic(root, num_videos, num_frames)
+    image_root, videos, categories = _synthetic(root, num_videos, num_frames, height, width)
     return {
         "coco-video": _coco_video(root, image_root, videos, categories),
         "mots": _mots(root, image_root, videos),

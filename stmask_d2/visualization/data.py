@@ -115,4 +115,5 @@ def vis_color(track_id):
     """RGB 0..255 colour of a track id (the demo's palette), darkened for text on white."""
     from ..utils.visualizer import track_color
 
-    return np.clip(track_color(track_id) * 160, 0, 255)
+    c = track_color(track_id) * 255.0
+    return np.clip(c * min(1.0, 150.0 / max(float(c.max()), 1.0)), 0, 255)  # brightest channel <= 150
