@@ -271,13 +271,13 @@ def run(args):
             mask_sink = IndexedMaskWriter(args.output_masks, names)
             sinks.append(mask_sink)
 
-        from predictor import VideoPredictor
+        from predictor import VideoPredictor, video_metadata
 
+        class_ids = options.class_ids(video_metadata(cfg))  # an unknown --classes name fails before the model
         try:
             predictor = VideoPredictor(cfg)
         except (FileNotFoundError, RuntimeError) as e:  # missing / corrupt MODEL.WEIGHTS (one-line messages)
             raise DemoError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
-        class_ids = options.class_ids(predictor.metadata)
         visualizer = options.visualizer(predictor.metadata)
         results = predictor.results_builder(args.video_id) if (json_sink or mask_sink) else None
         window = args.webcam and _window_available()
