@@ -255,3 +255,34 @@ def test_webcam_path_with_a_fake_camera(tmp_path, capsys, monkeypatch, weights):
     assert len(frames) == N and frames[0].shape == (H, W, 3)
     assert all(len(r["segmentations"]) == N for r in json.load(open(js)))
     assert len(json.load(open(os.path.join(masks, "tracks.json")))["frames"]) == N
+
+
+def test_indexed_mask_writer_8_and_16_bit(tmp_path):
+    from PIL import Image
+
+    from stmask_d2.utils.track_outputs import IndexedMaskWriter
+
+    inst = _instances()
+    frames = [inst, inst[:1], inst[:0]]
+    frames[0].track_ids = torch.tensor([4, 400])  # 401 does not fit in 8 bits: that frame is a 16-bit PNG
+    w = IndexedMaskWriter(str(tmp_path / "m"), names=["a.jpg", "b.jpg", "c.jpg"])
+    for t, f in enumerate(frames):
+        w.write(t, f)
+    tracks = [{"track_id": 4, "score": 0.9, "category_id": 0, "segmentations": [1, 1, None]},
+              {"track_id": 400, "score": 0.6, "category_id": 1, "segmentations": [1, None, None]}]
+    w.commit(tracks, ["cat", "dog"])
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no temporary left
+    meta = json.load(open(tmp_path / "m" / "tracks.json"))
+    assert meta["frames"] == ["a.png", "b.png", "c.png"]
+    assert meta["tracks"]["400"] == {"value": 401, "class": "dog", "category_id": 2, "score": 0.6, "num_frames": 1}
+    m0, m1, m2 = (read_mask_png(str(tmp_path / "m" / n)) for n in meta["frames"])
+    assert np.array_equal(m0 == 5, inst.pred_masks[0].numpy()) and np.array_equal(m0 == 401, inst.pred_masks[1].numpy())
+    assert np.array_equal(m1 == 5, inst.pred_masks[0].numpy()) and m1.max() == 5 and m2.max() == 0
+    assert Image.open(tmp_path / "m" / "b.png").mode == "P"
+    overlap = _instances()
+    overlap.pred_masks[1] |= overlap.pred_masks[0]
+    w2 = IndexedMaskWriter(str(tmp_path / "m2"))
+    with pytest.raises(ValueError, match="disjoint"):
+        w2.write(0, overlap)
+    w2.abort()
+    assert sorted(os.listdir(tmp_path)) == ["m"]
