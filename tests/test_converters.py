@@ -191,3 +191,34 @@ def test_missing_source_exit_2(tmp_path, capsys):
                        "--output", str(tmp_path / "o.json")])
     assert rc == 2 and "nope" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_motschallenge_layout(samples, tmp_path, capsys):
+    """MOTSChallenge: <seq>/gt/gt.txt, frames <seq>/img1/000001.jpg (1-based), class 2 = pedestrian."""
+    d = samples["mots"]
+    src_txt = os.path.join(d["source"], sorted(os.listdir(d["source"]))[0])
+    vname = os.path.splitext(os.path.basename(src_txt))[0]
+    seq = tmp_path / "train" / "MOTS20-02"
+    (seq / "gt").mkdir(parents=True)
+    (seq / "img1").mkdir()
+    frames = sorted(os.listdir(os.path.join(d["image_root"], vname)))
+    for t, f in enumerate(frames):
+        shutil.copy(os.path.join(d["image_root"], vname, f), seq / "img1" / f"{t + 1:06d}.jpg")
+    lines = []
+    for line in open(src_txt):
+        p = line.split()
+        if p[2] == "10":
+            continue
+        lines.append(" ".join([str(int(p[0]) + 1), str(2000 + int(p[1]) % 1000), "2", *p[3:]]))
+    # MOTS masks of one frame are disjoint, so mapping every class to pedestrian keeps a valid file
+    (seq / "gt" / "gt.txt").write_text("\n".join(lines) + "\n")
+    out = str(tmp_path / "mots20.json")
+    rc = convert_main(["mots", str(seq / "gt" / "gt.txt"), "--image-root", str(tmp_path / "train"), "--output", out])
+    assert rc == 0, capsys.readouterr().err
+    data = json.load(open(out))
+    assert data["videos"][0]["file_names"][0] == "MOTS20-02/img1/000001.jpg"
+    assert len(data["videos"][0]["file_names"]) == len(frames)
+    n_src = sum(len(m) for (v, _), m in d["masks"].items() if v == vname)
+    assert sum(s is not None for a in data["annotations"] for s in a["segmentations"]) == n_src
+    assert {c["name"] for c in data["categories"] if c["id"] in {a["category_id"] for a in data["annotations"]}} \
+        == {"pedestrian"}
