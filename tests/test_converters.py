@@ -222,3 +222,23 @@ def test_motschallenge_layout(samples, tmp_path, capsys):
     assert sum(s is not None for a in data["annotations"] for s in a["segmentations"]) == n_src
     assert {c["name"] for c in data["categories"] if c["id"] in {a["category_id"] for a in data["annotations"]}} \
         == {"pedestrian"}
+
+
+def test_coco_video_groups_by_video_id_and_orders_by_frame_id(samples, tmp_path):
+    """Images carrying video_id / frame_id are grouped and ordered by them, not by their file names."""
+    from stmask_d2.data.converters import convert_coco_video
+
+    data = json.load(open(samples["coco-video"]["source"]))
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    for im in data["images"]:
+        vname, f = im["file_name"].split("/")
+        im["video_id"] = vname
+        im["frame_id"] = -int(os.path.splitext(f)[0])  # reversed time
+    path = str(tmp_path / "with_ids.json")
+    json.dump(data, open(path, "w"))
+    out = convert_coco_video(path, samples["coco-video"]["image_root"])
+    for v in out["videos"]:
+        stems = [int(os.path.splitext(f.split("/")[1])[0]) for f in v["file_names"]]
+        assert stems == sorted(stems, reverse=True)
+    assert len(out["annotations"]) == len(samples["coco-video"]["masks"])
+    assert set(names.values()) == {f for v in out["videos"] for f in v["file_names"]}
