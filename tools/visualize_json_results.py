@@ -3,7 +3,7 @@
 pairs with each predicted track's video IoU against its best GT and the per-video AP (the evaluator's code), plus
 OUTPUT/per_video.json.
 
-    python tools/visualize_json_results.py --results output/inference/synthetic_vis_valid_sub/results.json \\
+    python tools/visualize_json_results.py --results output/main_job/inference/synthetic_vis_valid_sub/results.json \\
         --dataset synthetic_vis_valid_sub --output vis_results/
 
 Bad input (unknown dataset, unreadable results, unwritable output) prints one line and exits with code 2.
