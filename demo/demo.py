@@ -5,6 +5,13 @@
         --video-input my.mp4 --output out.mp4 --output-json results.json --opts MODEL.WEIGHTS model.pth
     python demo/demo.py --config-file ... --input frames_dir/ --output out_frames/ --fps 6 --opts ...
     python demo/demo.py --config-file ... --webcam --opts MODEL.WEIGHTS model.pth
+    python demo/demo.py ... --video-input my.mp4 --output out.mp4 --no-boxes --alpha 0.7 --bw-background \
+        --classes person dog --output-masks masks/ --opts MODEL.WEIGHTS model.pth
+
+Display: --no-boxes, --no-labels, --alpha A, --bw-background (grey outside the masks). --classes keeps only these
+classes in every output. --output-masks DIR writes one indexed PNG per frame (value = track id + 1) and
+DIR/tracks.json (track id -> class, score); with it, overlapping masks are made disjoint (highest score wins) in
+every output so that the PNGs and --output-json hold the same masks.
 
 Every track keeps one colour and is labelled "[id] class score". Frames are streamed: memory does not grow with
 the video's length. The annotated video keeps the source's frame rate and size (a folder of frames: --fps).
@@ -33,8 +40,8 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from stmask_d2.config import add_stmask_config  # noqa: E402
 from stmask_d2.data import add_register_ytvis_argument, register_ytvis_from_args  # noqa: E402
+from stmask_d2.utils.track_outputs import IndexedMaskWriter, OutputOptions  # noqa: E402
 from stmask_d2.utils.video import FrameReadError, VideoFileSource, frames_from_folder_or_glob  # noqa: E402
-from stmask_d2.utils.visualizer import TrackVisualizer  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 _FOURCC = {".avi": "XVID", ".mkv": "XVID"}  # others: mp4v
@@ -63,6 +70,14 @@ def get_parser():
                         help="minimum per-frame score of a track to be drawn / written to the JSON")
     parser.add_argument("--fps", type=float, default=6.0, help="frame rate of the output for --input folders")
     parser.add_argument("--video-id", type=int, default=1, help="video_id written in --output-json")
+    out = parser.add_argument_group("output options")
+    out.add_argument("--no-boxes", action="store_true", help="do not draw boxes (labels stay in place)")
+    out.add_argument("--no-labels", action="store_true", help='do not draw the "[id] class score" labels')
+    out.add_argument("--alpha", type=float, default=0.5, help="mask opacity in [0, 1] (default 0.5)")
+    out.add_argument("--bw-background", action="store_true", help="grey background outside the masks")
+    out.add_argument("--classes", nargs="+", metavar="NAME", help="keep only these classes (video, JSON, PNGs)")
+    out.add_argument("--output-masks", metavar="DIR",
+                     help="one indexed PNG per frame (value = track id + 1) + DIR/tracks.json (id -> class, score)")
     add_register_ytvis_argument(parser)
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                         help="modify config options using the command-line 'KEY VALUE' pairs")
@@ -227,13 +242,20 @@ def _window_available():
 
 
 # ---------------------------------------------------------------------------------------------------------------
+def output_options(args):
+    """The :class:`OutputOptions` of the command line (``ValueError`` for a bad --alpha)."""
+    return OutputOptions(boxes=not args.no_boxes, labels=not args.no_labels, alpha=args.alpha,
+                         bw_background=args.bw_background, classes=args.classes, output_masks=args.output_masks)
+
+
 def run(args):
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise ValueError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    options = output_options(args)
     cfg = setup_cfg(args)
     source, height, width, fps, names = open_source(args)
 
-    video_sink = json_sink = None
+    video_sink = json_sink = mask_sink = None
     sinks = []
     try:
         if args.output:
@@ -245,15 +267,19 @@ def run(args):
         if args.output_json:
             json_sink = JsonSink(args.output_json)
             sinks.append(json_sink)
+        if args.output_masks:
+            mask_sink = IndexedMaskWriter(args.output_masks, names)
+            sinks.append(mask_sink)
 
-        from predictor import VideoPredictor
+        from predictor import VideoPredictor, video_metadata
 
+        class_ids = options.class_ids(video_metadata(cfg))  # an unknown --classes name fails before the model
         try:
             predictor = VideoPredictor(cfg)
         except (FileNotFoundError, RuntimeError) as e:  # missing / corrupt MODEL.WEIGHTS (one-line messages)
             raise DemoError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
-        visualizer = TrackVisualizer(predictor.metadata)
-        results = predictor.results_builder(args.video_id) if json_sink else None
+        visualizer = options.visualizer(predictor.metadata)
+        results = predictor.results_builder(args.video_id) if (json_sink or mask_sink) else None
         window = args.webcam and _window_available()
         draw = video_sink is not None or window
 
@@ -263,6 +289,7 @@ def run(args):
         try:
             for frame, instances in predictor(source, height, width):
                 keep = instances[instances.scores >= args.confidence_threshold] if len(instances) else instances
+                keep = options.select(keep, class_ids)
                 if draw:
                     t0 = time.perf_counter()
                     vis = visualizer.draw_frame(frame, keep)
@@ -277,6 +304,8 @@ def run(args):
                             break
                 if results is not None:
                     results.add(keep)
+                if mask_sink is not None:
+                    mask_sink.write(n, keep)
                 n += 1
                 bar.update(1)
         finally:
@@ -291,6 +320,9 @@ def run(args):
             video_sink.commit()
         if json_sink is not None:
             json_sink.commit(results.entries())
+        if mask_sink is not None:
+            mask_sink.commit(results.tracks(), getattr(predictor.metadata, "thing_classes", None),
+                             results.dataset_category)
     except BaseException:
         for s in sinks:
             s.abort()
@@ -304,6 +336,8 @@ def run(args):
         print(f"Annotated {'video' if isinstance(video_sink, VideoSink) else 'frames'}: {args.output}")
     if args.output_json:
         print(f"YouTube-VIS results: {args.output_json}")
+    if args.output_masks:
+        print(f"Indexed mask PNGs: {args.output_masks}")
     return 0
 
 

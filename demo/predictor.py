@@ -90,6 +90,11 @@ class YTVISResultsBuilder:
             return int(contiguous_id) + 1
         return self._to_dataset_id[int(contiguous_id)]
 
+    def tracks(self, max_tracks=None):
+        """Video-level tracks with their ids so far: ``VideoResults.finalize`` entries (``track_id``, ``score``,
+        contiguous ``category_id``, ``segmentations``), best first; all of them unless ``max_tracks``."""
+        return self._acc.finalize(self.length, max_tracks)
+
     def entries(self):
         """YouTube-VIS results list: ``[{"video_id", "score", "category_id", "segmentations"}, ...]`` with one RLE
         or None per frame (``len(segmentations) == number of frames added``)."""

@@ -39,12 +39,12 @@ def track_color(track_id: int) -> np.ndarray:
 
 def track_labels(track_ids, classes, scores, class_names: Optional[Sequence[str]] = None):
     """Labels ``"[id] class 87%"`` (Detectron2's percentage style); class names from ``class_names`` when given
-    and in range, else the contiguous class index."""
+    and in range, else the contiguous class index. ``scores=None`` (ground truth): ``"[id] class"``."""
     labels = []
-    for tid, c, s in zip(track_ids, classes, scores):
+    for k, (tid, c) in enumerate(zip(track_ids, classes)):
         c = int(c)
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        labels.append(f"[{int(tid)}] {name} {float(s) * 100:.0f}%")
+        labels.append(f"[{int(tid)}] {name}" + ("" if scores is None else f" {float(scores[k]) * 100:.0f}%"))
     return labels
 
 
@@ -55,25 +55,34 @@ class TrackVisualizer:
     Args:
         metadata: Detectron2 ``Metadata`` (``thing_classes`` used for labels), or None.
         instance_mode: ``ColorMode.IMAGE`` or ``ColorMode.IMAGE_BW`` (grey background outside the masks).
-        alpha: mask opacity.
+        alpha: mask opacity, in [0, 1].
         fast_masks: see the module docstring.
+        draw_boxes: draw the boxes (False: masks and labels only; labels stay where they would be with boxes).
+        draw_labels: draw the "[id] class score" labels.
     """
 
-    def __init__(self, metadata=None, instance_mode=ColorMode.IMAGE, alpha: float = 0.5, fast_masks: bool = True):
+    def __init__(self, metadata=None, instance_mode=ColorMode.IMAGE, alpha: float = 0.5, fast_masks: bool = True,
+                 draw_boxes: bool = True, draw_labels: bool = True):
         if instance_mode not in (ColorMode.IMAGE, ColorMode.IMAGE_BW):
             raise ValueError(f"TrackVisualizer supports ColorMode.IMAGE and IMAGE_BW, got {instance_mode}.")
         self.metadata = metadata
         self.instance_mode = instance_mode
         self.alpha = float(alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"mask alpha must be in [0, 1], got {alpha}")
         self.fast_masks = fast_masks
+        self.draw_boxes = bool(draw_boxes)
+        self.draw_labels = bool(draw_labels)
         classes = getattr(metadata, "thing_classes", None) if metadata is not None else None
         self.class_names = list(classes) if classes else None
 
-    def draw_frame(self, frame: np.ndarray, instances: Instances) -> np.ndarray:
+    def draw_frame(self, frame: np.ndarray, instances: Instances, labels: Optional[Sequence[str]] = None) -> np.ndarray:
         """
         Args:
             frame: (H, W, 3) uint8 RGB.
-            instances: tracked instances of this frame at (H, W), on any device.
+            instances: tracked instances of this frame at (H, W), on any device (``scores`` optional: ground
+                truth is labelled "[id] class").
+            labels: one label per instance instead of the default "[id] class score".
         Returns:
             (H, W, 3) uint8 RGB annotated frame (a new array; ``frame`` is not modified).
         """
@@ -92,21 +101,50 @@ class TrackVisualizer:
 
         ids = instances.track_ids.tolist()
         colors = [track_color(t) for t in ids]
-        labels = track_labels(ids, instances.pred_classes.tolist(), instances.scores.tolist(), self.class_names)
+        if labels is None:
+            scores = instances.scores.tolist() if instances.has("scores") else None
+            labels = track_labels(ids, instances.pred_classes.tolist(), scores, self.class_names)
+        labels = list(labels)
+        if len(labels) != n:
+            raise ValueError(f"draw_frame got {len(labels)} labels for {n} instances")
         boxes = instances.pred_boxes.tensor.cpu().numpy() if instances.has("pred_boxes") else None
 
         if self.fast_masks and masks is not None:
             img = self._blend_masks(img, masks, colors)
             masks = None
         vis = Visualizer(img, self.metadata, instance_mode=ColorMode.IMAGE)
-        out = vis.overlay_instances(
-            boxes=boxes,
-            labels=labels,
-            masks=list(masks) if masks is not None else None,
-            assigned_colors=colors,
-            alpha=self.alpha,
-        )
+        if self.draw_boxes or boxes is None:  # Detectron2 places the labels (box corner, or mask centre)
+            out = vis.overlay_instances(
+                boxes=boxes if self.draw_boxes else None,
+                labels=labels if self.draw_labels else None,
+                masks=list(masks) if masks is not None else None,
+                assigned_colors=colors,
+                alpha=self.alpha,
+            )
+        else:  # no boxes drawn: labels where they would be with boxes, so hiding boxes moves nothing else
+            if masks is not None:
+                vis.overlay_instances(masks=list(masks), assigned_colors=colors, alpha=self.alpha)
+            if self.draw_labels:
+                self._draw_labels_at_boxes(vis, boxes, labels, colors)
+            out = vis.output
         return out.get_image()
+
+    @staticmethod
+    def _draw_labels_at_boxes(vis, boxes, labels, colors):
+        """Labels placed, sized and coloured as ``overlay_instances`` does with boxes, without drawing the boxes."""
+        from detectron2.utils.visualizer import _SMALL_OBJECT_AREA_THRESH
+
+        areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+        out = vis.output
+        for i in np.argsort(-areas, kind="stable").tolist():
+            x0, y0, x1, y1 = boxes[i]
+            text_pos = (x0, y0)
+            if (y1 - y0) * (x1 - x0) < _SMALL_OBJECT_AREA_THRESH * out.scale or y1 - y0 < 40 * out.scale:
+                text_pos = (x1, y0) if y1 >= out.height - 5 else (x0, y1)
+            height_ratio = (y1 - y0) / np.sqrt(out.height * out.width)
+            font_size = np.clip((height_ratio - 0.02) / 0.08 + 1, 1.2, 2) * 0.5 * vis._default_font_size
+            vis.draw_text(labels[i], text_pos, color=vis._change_color_brightness(colors[i], brightness_factor=0.7),
+                          horizontal_alignment="left", font_size=font_size)
 
     def _blend_masks(self, img: np.ndarray, masks: np.ndarray, colors) -> np.ndarray:
         """One pass over the pixels: later (smaller) masks are painted over larger ones, like Visualizer."""
