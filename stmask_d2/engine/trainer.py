@@ -23,6 +23,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_stmask_config
+from ..config_check import validate_config
 from .checkpoint import AtomicDetectionCheckpointer
 from .errors import ConfigError
 from .train_loop import NonFiniteSkippingTrainer
@@ -325,8 +326,29 @@ def _check_cfg(cfg, eval_only=False):
         if name not in registered:
             raise ConfigError(f"{key}: dataset {name!r} is not registered; register it with --register-ytvis "
                               f"{name} JSON IMAGE_ROOT or use a predefined split (datasets/README.md).")
+    validate_config(cfg, training=not eval_only)
+    if comm.get_world_size() == 1:  # once, before processes are started (not again in each DDP worker)
+        _check_datasets(cfg, [n for k, n in keys])
     if cfg.OUTPUT_DIR and comm.is_main_process():
         _check_writable(cfg.OUTPUT_DIR)
+
+
+def _check_datasets(cfg, names):
+    """Parse the YouTube-VIS datasets about to be used (field types, sizes, RLE consistency) and, with
+    ``DATASETS.CHECK_FILES``, check their frame files; one-line errors before anything is written."""
+    from ..data import YTVISFormatError, check_ytvis_files
+
+    for name in dict.fromkeys(names):
+        if not is_video_dataset(name):
+            continue
+        try:
+            videos = DatasetCatalog.get(name)
+        except YTVISFormatError:
+            raise
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"dataset {name!r}: {e}") from e
+        if cfg.DATASETS.CHECK_FILES:
+            check_ytvis_files(videos, name, cfg.INPUT.MAX_FRAME_PIXELS)
 
 
 def setup_cfg(args, freeze=True):
