@@ -30,7 +30,7 @@ from detectron2.utils import comm
 import stmask_d2  # noqa: F401  (registers the model parts and datasets)
 from stmask_d2.data import add_register_ytvis_argument
 from stmask_d2.engine import AtomicDetectionCheckpointer, STMaskTrainer, setup_cfg
-from stmask_d2.engine.checkpoint import check_output_dir
+from stmask_d2.engine.checkpoint import check_output_dir, check_weights_file
 from stmask_d2.engine.errors import ConfigError, is_user_error, one_line
 from stmask_d2.engine.launch import launch
 from stmask_d2.engine.trainer import build_cfg
@@ -124,6 +124,10 @@ def cli(argv=None):
         if cfg.OUTPUT_DIR:
             check_output_dir(cfg.OUTPUT_DIR, resume=args.resume, start_over=args.start_over,
                              eval_only=args.eval_only)
+        resuming = args.resume and not args.start_over and cfg.OUTPUT_DIR and os.path.isfile(
+            os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+        if not resuming:
+            check_weights_file(cfg.MODEL.WEIGHTS)  # missing / corrupt / unsafe weights before anything is written
         launch(
             _worker if world_size > 1 else main,
             args.num_gpus,

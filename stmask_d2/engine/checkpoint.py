@@ -29,13 +29,18 @@ def _corrupt(filename, why):
     )
 
 
+def _is_weights_only_refusal(e):
+    return isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "Weights only load" in str(e)
+
+
 def _first_line(e):
-    """Short description of a load error, without torch's advice (its weights_only message suggests loading the
-    file unsafely, which we never do)."""
-    if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "Weights only load" in str(e):
-        return f"{type(e).__name__}: it contains objects other than tensors and plain data"
+    """Short description of a load error: its first sentence, never torch's advice (its weights_only message
+    suggests loading the file unsafely, which we never do)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+    if not lines:
+        return type(e).__name__
+    first = lines[0].split(". ")[0].rstrip(".")
+    return f"{type(e).__name__}: {first[:200]}"
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
@@ -136,7 +141,13 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         except _READ_ERRORS as e:
             if isinstance(e, FileNotFoundError):
                 raise
-            raise _corrupt(filename, _first_line(e)) from e
+            if _is_weights_only_refusal(e) and not isinstance(e, EOFError):
+                raise CheckpointError(
+                    f"Weights file '{filename}' was refused: it contains objects other than tensors and plain data, "
+                    f"which are never unpickled (they could run code). Use a checkpoint saved as a state dict "
+                    f"(train_net.py writes such files) or convert it where you trust its source."
+                ) from None
+            raise _corrupt(filename, _first_line(e)) from None
         if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), dict):
             raise CheckpointError(
                 f"Weights file '{filename}' is not a checkpoint (expected a state dict or a dict with a 'model' "
@@ -245,3 +256,20 @@ def check_output_dir(output_dir, resume, start_over=False, eval_only=False):
             f"{START_OVER_HINT} to train again over it (its checkpoints are overwritten), or choose another "
             f"OUTPUT_DIR."
         )
+
+
+def check_weights_file(path):
+    """Read ``path`` (MODEL.WEIGHTS) the way the checkpointer will, before anything is written: missing, empty,
+    truncated, unsafe (.pkl with code) or non-checkpoint files raise the checkpointer's one-line user errors.
+    Remote URLs are left to the checkpointer."""
+    from urllib.parse import urlparse
+
+    if not path or path.startswith(_REMOTE):
+        return
+    ck = AtomicDetectionCheckpointer(torch.nn.Module())
+    parsed = urlparse(path)
+    ck._parsed_url_during_load = parsed
+    try:
+        ck._load_file(parsed._replace(query="").geturl())
+    finally:
+        ck._parsed_url_during_load = None

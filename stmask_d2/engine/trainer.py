@@ -33,6 +33,22 @@ __all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "is_video_dataset", "Resum
 logger = logging.getLogger(__name__)
 
 
+class _UserErrorLogFilter(logging.Filter):
+    """Drops Detectron2's "Exception during training:" traceback when the exception is a user error (a bad
+    frame, see ``DATALOADER.SKIP_BAD_FRAMES``): train_net.py prints it as one line. ``STMASK_DEBUG=1`` keeps it."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or os.environ.get("STMASK_DEBUG", "") not in ("", "0"):
+            return True
+        from .errors import is_user_error
+
+        return not is_user_error(exc)
+
+
+logging.getLogger("detectron2.engine.train_loop").addFilter(_UserErrorLogFilter())
+
+
 def is_video_dataset(dataset_name):
     """True for datasets registered with ``register_ytvis_instances`` (YouTube-VIS format)."""
     return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "ytvis"
@@ -258,9 +274,15 @@ class STMaskTrainer(DefaultTrainer):
 
 
 def _check_writable(folder):
+    """OUTPUT_DIR (or, when it does not exist yet, its nearest existing ancestor, so that nothing is created
+    before every check passed) accepts a new file."""
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=folder)
+        if not os.path.isdir(probe):
+            raise NotADirectoryError(20, f"{probe!r} is not a folder")
+        fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=probe)
         os.close(fd)
         os.remove(tmp)
     except OSError as e:
