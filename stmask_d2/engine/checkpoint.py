@@ -3,6 +3,7 @@ whose load errors are one readable line."""
 import logging
 import os
 import pickle
+import re
 import zipfile
 
 import torch
@@ -29,13 +30,18 @@ def _corrupt(filename, why):
     )
 
 
-def _is_weights_only_refusal(e):
-    return isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e) or "Weights only load" in str(e)
+def _refused_global(e):
+    """The global (e.g. "posix.system") that torch's weights_only unpickler refused, or None."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return m.group(1) if m and ("Weights only load" in str(e) or isinstance(e, pickle.UnpicklingError)) else None
 
 
 def _first_line(e):
     """Short description of a load error: its first sentence, never torch's advice (its weights_only message
     suggests loading the file unsafely, which we never do)."""
+    if "Weights only load" in str(e) or "weights_only" in str(e):
+        detail = [ln.strip() for ln in str(e).splitlines() if ln.strip().startswith("Unsupported")]
+        return f"{type(e).__name__}: not a pickle of tensors" + (f" ({detail[0]})" if detail else "")
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     if not lines:
         return type(e).__name__
@@ -141,11 +147,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         except _READ_ERRORS as e:
             if isinstance(e, FileNotFoundError):
                 raise
-            if _is_weights_only_refusal(e) and not isinstance(e, EOFError):
+            refused = _refused_global(e)
+            if refused:
                 raise CheckpointError(
-                    f"Weights file '{filename}' was refused: it contains objects other than tensors and plain data, "
-                    f"which are never unpickled (they could run code). Use a checkpoint saved as a state dict "
-                    f"(train_net.py writes such files) or convert it where you trust its source."
+                    f"Weights file '{filename}' was refused: it references {refused}, an object other than tensors "
+                    f"and plain data, which is never unpickled (it could run code). Use a checkpoint saved as a "
+                    f"state dict (train_net.py writes such files) or convert it where you trust its source."
                 ) from None
             raise _corrupt(filename, _first_line(e)) from None
         if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), dict):
