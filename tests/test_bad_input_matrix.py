@@ -544,3 +544,29 @@ def test_sigterm_removes_demo_temporaries(tmp_path):
     assert p.returncode == 143, err.decode()[-2000:]
     assert os.listdir(out) == [], os.listdir(out)
     assert "Traceback" not in err.decode()
+
+
+def test_mapper_reports_a_later_frame_of_another_size(tmp_path):
+    """Only each video's first frame is checked at start-up; a later frame of another size is reported by the
+    training mapper in one line (or skipped and counted)."""
+    from stmask_d2.data import BadFrameError, YTVISPairDatasetMapper, load_ytvis_json
+
+    from _tiny_setup import tiny_cfg
+
+    data = make_tiny_dataset(tmp_path / "data", num_videos=1, num_frames=3)
+    path = _frame_path(data, 0, 2)
+    cv2.imwrite(path, np.zeros((60, 90, 3), np.uint8))
+    video = load_ytvis_json(*data)[0]
+    video["dataset_name"] = "my_set"
+    cfg = tiny_cfg(*data)
+    mapper = YTVISPairDatasetMapper(cfg, is_train=True)
+    with pytest.raises(BadFrameError) as e:
+        for _ in range(20):  # the reference frame is random: frame 2 is drawn as key or reference
+            mapper({"video": video, "key_frame": 2})
+    msg = str(e.value)
+    assert "\n" not in msg
+    for w in ("dataset 'my_set'", "video id 1", "frame 2", path, "90x60", "96x64", "DATALOADER.SKIP_BAD_FRAMES"):
+        assert w in msg, (w, msg)
+    cfg.DATALOADER.SKIP_BAD_FRAMES = True
+    mapper = YTVISPairDatasetMapper(cfg, is_train=True)
+    assert mapper({"video": video, "key_frame": 2}) is None and mapper.num_skipped == 1

@@ -47,6 +47,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     try:
         while not target.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
+        tag_file = out / "last_checkpoint"  # the tag is updated just after the checkpoint's rename
+        while target.exists() and proc.poll() is None and time.time() < deadline and not (
+                tag_file.exists() and tag_file.read_text() == target.name):
+            time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
