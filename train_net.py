@@ -33,7 +33,7 @@ from stmask_d2.engine import AtomicDetectionCheckpointer, STMaskTrainer, setup_c
 from stmask_d2.engine.checkpoint import check_output_dir, check_weights_file
 from stmask_d2.engine.errors import ConfigError, is_user_error, one_line
 from stmask_d2.engine.launch import launch
-from stmask_d2.engine.trainer import build_cfg
+from stmask_d2.engine.trainer import build_cfg, check_datasets
 from stmask_d2.utils.io import install_sigterm_handler
 
 USER_ERROR_EXIT_CODE = 2
@@ -85,6 +85,7 @@ def check_dist_url(args, world_size):
     if url.scheme != "tcp" or not url.port or not _local_host(url.hostname or ""):
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is usable: only a listener fails
         try:
             s.bind(("" if url.hostname in ("0.0.0.0", "") else "127.0.0.1", url.port))
         except OSError as e:
@@ -121,6 +122,7 @@ def cli(argv=None):
     try:
         check_dist_url(args, world_size)
         cfg = build_cfg(args)  # config errors before any process is started
+        check_datasets(cfg, eval_only=args.eval_only)  # malformed annotations, missing / empty frame files
         if cfg.OUTPUT_DIR:
             check_output_dir(cfg.OUTPUT_DIR, resume=args.resume, start_over=args.start_over,
                              eval_only=args.eval_only)

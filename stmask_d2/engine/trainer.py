@@ -28,7 +28,7 @@ from .checkpoint import AtomicDetectionCheckpointer
 from .errors import ConfigError
 from .train_loop import NonFiniteSkippingTrainer
 
-__all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "is_video_dataset", "ResumableTrainingSampler"]
+__all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "check_datasets", "is_video_dataset", "ResumableTrainingSampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -349,17 +349,18 @@ def _check_cfg(cfg, eval_only=False):
             raise ConfigError(f"{key}: dataset {name!r} is not registered; register it with --register-ytvis "
                               f"{name} JSON IMAGE_ROOT or use a predefined split (datasets/README.md).")
     validate_config(cfg, training=not eval_only)
-    if comm.get_world_size() == 1:  # once, before processes are started (not again in each DDP worker)
-        _check_datasets(cfg, [n for k, n in keys])
     if cfg.OUTPUT_DIR and comm.is_main_process():
         _check_writable(cfg.OUTPUT_DIR)
 
 
-def _check_datasets(cfg, names):
-    """Parse the YouTube-VIS datasets about to be used (field types, sizes, RLE consistency) and, with
-    ``DATASETS.CHECK_FILES``, check their frame files; one-line errors before anything is written."""
+def check_datasets(cfg, eval_only=False):
+    """Parse the YouTube-VIS datasets a run is about to use (DATASETS.TEST, and DATASETS.TRAIN unless
+    ``eval_only``): field types, sizes, RLE consistency; with ``DATASETS.CHECK_FILES`` also their frame files.
+    train_net.py calls it before anything is written; errors are one line (``YTVISFormatError`` /
+    :class:`ConfigError`). The parse is cached, the data loader reuses it."""
     from ..data import YTVISFormatError, check_ytvis_files
 
+    names = ([] if eval_only else list(cfg.DATASETS.TRAIN)) + list(cfg.DATASETS.TEST)
     for name in dict.fromkeys(names):
         if not is_video_dataset(name):
             continue
