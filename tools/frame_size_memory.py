@@ -9,6 +9,7 @@ emits dozens of tracks with large masks per frame, the worst case for mask memor
 
     python tools/frame_size_memory.py --size 1000 [--output-video] [--opts KEY VALUE ...]
     python tools/frame_size_memory.py --size 4000
+    python tools/frame_size_memory.py --size 4000 --eval   # the evaluation path: model.inference_video
 
 Masks are pasted, drawn and RLE-encoded one instance at a time (``stmask_d2.layers.LazyMasks``), so the peak grows
 with the frame (a few full-size buffers), not with frame size x number of tracks.
@@ -37,12 +38,35 @@ def write_frames(folder, size, num, seed=0):
         cv2.imwrite(os.path.join(folder, f"{i:05d}.jpg"), cv2.resize(small, (size, size)))
 
 
+def _eval_path(args, frames):
+    """``model.inference_video`` (what YTVISEvaluator runs) on the frame files; returns the number of tracks."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    import stmask_d2  # noqa: F401
+    from stmask_d2.config import add_stmask_config
+    from stmask_d2.utils.video import frames_from_folder_or_glob
+
+    cfg = get_cfg()
+    add_stmask_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.STMASK.TEST.SCORE_THRESH", "0.0", *args.opts])
+    torch.manual_seed(args.seed)
+    model = build_model(cfg).eval()
+    src = frames_from_folder_or_glob(frames, cfg.INPUT.FORMAT, max_pixels=cfg.INPUT.MAX_FRAME_PIXELS)
+    out = model.inference_video({"video_id": 1, "height": args.size, "width": args.size, "length": len(src),
+                                 "frames": src})
+    return len(out["tracks"])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, required=True, help="frame side in pixels")
     p.add_argument("--frames", type=int, default=3)
     p.add_argument("--config-file", default=DEFAULT_CONFIG)
     p.add_argument("--output-video", action="store_true", help="also draw and write an annotated .avi")
+    p.add_argument("--eval", action="store_true",
+                   help="run the evaluation path (model.inference_video on the frame files) instead of the demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args(argv)
@@ -53,6 +77,12 @@ def main(argv=None):
         frames = os.path.join(tmp, "frames")
         os.makedirs(frames)
         write_frames(frames, args.size, args.frames, args.seed)
+        if args.eval:
+            code, tracks = 0, _eval_path(args, frames)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(json.dumps({"size": args.size, "frames": args.frames, "path": "eval", "tracks": tracks,
+                              "peak_rss_mib": round(peak, 1)}))
+            return code
         out_json = os.path.join(tmp, "results.json")
         cli = ["--config-file", args.config_file, "--input", frames, "--output-json", out_json,
                "--confidence-threshold", "0"]
