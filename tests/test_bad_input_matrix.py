@@ -425,12 +425,6 @@ def test_bad_input_matrix(entry_points, tiny_model_pth, capsys, tmp_path, case):
     MESSAGES[case.__name__[2:]] = lines[0]
 
 
-def test_matrix_messages():
-    """Prints the message of every case (``pytest -s``); runs after the matrix in file order."""
-    for name, line in MESSAGES.items():
-        print(f"{name}: {line}")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # beyond the matrix
 # ---------------------------------------------------------------------------------------------------------------
@@ -570,3 +564,9 @@ def test_mapper_reports_a_later_frame_of_another_size(tmp_path):
     cfg.DATALOADER.SKIP_BAD_FRAMES = True
     mapper = YTVISPairDatasetMapper(cfg, is_train=True)
     assert mapper({"video": video, "key_frame": 2}) is None and mapper.num_skipped == 1
+
+
+def test_matrix_messages():
+    """Prints the message of every case (``pytest -s``); the last test of this file."""
+    for name, line in MESSAGES.items():
+        print(f"{name}: {line}")

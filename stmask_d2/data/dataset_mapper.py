@@ -125,6 +125,8 @@ class YTVISPairDatasetMapper:
         except FrameReadError as e:
             raise _FrameProblem(t, str(e), "size") from e
         except Exception as e:  # PIL: UnidentifiedImageError / OSError (empty, truncated, not an image)
+            if "cannot identify image file" in str(e):  # PIL's message repeats the path
+                raise _FrameProblem(t, "cannot decode it (empty, truncated or not an image file)", "read") from e
             raise _FrameProblem(t, f"cannot decode it ({type(e).__name__}: {_short(e)})", "read") from e
         h, w = image.shape[:2]
         if (h, w) != (video["height"], video["width"]):
