@@ -566,6 +566,29 @@ def test_mapper_reports_a_later_frame_of_another_size(tmp_path):
     assert mapper({"video": video, "key_frame": 2}) is None and mapper.num_skipped == 1
 
 
+class _RaisingDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from stmask_d2.data import BadFrameError
+
+        raise BadFrameError("dataset 'x', video id 3, frame 1, file 'a.jpg': the file does not exist; fix it.")
+
+
+def test_error_from_a_dataloader_worker_is_one_line():
+    """torch re-raises a worker's exception with the worker's traceback in its message; the reported line is the
+    original message only, and it is still a user error."""
+    from stmask_d2.engine.errors import is_user_error, one_line
+
+    loader = torch.utils.data.DataLoader(_RaisingDataset(), num_workers=1, batch_size=None)
+    with pytest.raises(Exception) as e:
+        next(iter(loader))
+    assert "Original Traceback" in str(e.value)
+    assert is_user_error(e.value)
+    assert one_line(e.value) == "dataset 'x', video id 3, frame 1, file 'a.jpg': the file does not exist; fix it."
+
+
 def test_matrix_messages():
     """Prints the message of every case (``pytest -s``); the last test of this file."""
     for name, line in MESSAGES.items():
