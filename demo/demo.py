@@ -17,8 +17,10 @@ Every track keeps one colour and is labelled "[id] class score". Frames are stre
 the video's length. The annotated video keeps the source's frame rate and size (a folder of frames: --fps).
 ``--output`` ending in .mp4/.avi/.mkv/.mov/.m4v writes a video, anything else a folder of frames; outputs are
 written to temporary files beside the target and renamed at the end, so a failure leaves nothing half-written.
-User errors (unreadable input, unwritable output, missing or corrupt weights, bad config key) print one line on
-stderr and exit with code 2.
+User errors (unreadable input, unwritable output, missing or corrupt weights, bad config key or value, frames
+larger than INPUT.MAX_FRAME_PIXELS) print one line on stderr and exit with code 2. Memory does not grow with
+the frame size times the number of tracks: masks are pasted, drawn and encoded one instance at a time. SIGTERM
+removes the temporaries; those of a killed run (SIGKILL) are removed by the next run writing beside them.
 """
 import argparse
 import json
@@ -39,7 +41,9 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from stmask_d2.config import add_stmask_config  # noqa: E402
+from stmask_d2.config_check import validate_config  # noqa: E402
 from stmask_d2.data import add_register_ytvis_argument, register_ytvis_from_args  # noqa: E402
+from stmask_d2.utils.io import install_sigterm_handler, publish, remove_stale_temporaries, temp_prefix  # noqa: E402
 from stmask_d2.utils.track_outputs import IndexedMaskWriter, OutputOptions  # noqa: E402
 from stmask_d2.utils.video import FrameReadError, VideoFileSource, frames_from_folder_or_glob  # noqa: E402
 
@@ -92,6 +96,7 @@ def setup_cfg(args):
         raise FileNotFoundError(f"Config file '{args.config_file}' does not exist (see configs/).")
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    validate_config(cfg, training=False)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but CUDA is not available: running on the CPU.")
         cfg.MODEL.DEVICE = "cpu"
@@ -102,19 +107,20 @@ def setup_cfg(args):
 # ---------------------------------------------------------------------------------------------------------------
 # input
 # ---------------------------------------------------------------------------------------------------------------
-def open_source(args):
-    """Returns (frame source, height, width, fps, output names or None). The first frame is decoded here."""
+def open_source(args, max_pixels=0):
+    """Returns (frame source, height, width, fps, output names or None). The first frame is decoded here, after
+    its size was checked against ``max_pixels`` (``INPUT.MAX_FRAME_PIXELS``) from the file header."""
     if args.webcam:
-        src = VideoFileSource(0)
+        src = VideoFileSource(0, max_pixels=max_pixels)
         return src, src.height, src.width, _sane_fps(src.fps), None
     if args.video_input:
         if not os.path.isfile(args.video_input):
             raise FileNotFoundError(f"--video-input {args.video_input!r} does not exist")
-        src = VideoFileSource(args.video_input)
+        src = VideoFileSource(args.video_input, max_pixels=max_pixels)
         return src, src.height, src.width, _sane_fps(src.fps), None
     if not (os.path.exists(args.input) or any(c in args.input for c in "*?[")):
         raise FileNotFoundError(f"--input {args.input!r} does not exist (a folder of frames or a glob pattern)")
-    src = frames_from_folder_or_glob(args.input)
+    src = frames_from_folder_or_glob(args.input, max_pixels=max_pixels)
     first = src[0]
     if args.fps <= 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
@@ -128,18 +134,14 @@ def _sane_fps(fps):
 # ---------------------------------------------------------------------------------------------------------------
 # outputs: written to temporaries beside the target, committed (renamed) at the end, removed on failure
 # ---------------------------------------------------------------------------------------------------------------
-def _publish(tmp, path):
-    """Rename a finished temporary onto ``path`` with the usual permissions (mkstemp creates files 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+_publish = publish
 
 
 def _parent_dir(path, flag):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise DemoError(f"{flag} {path!r}: folder {parent!r} does not exist")
+    remove_stale_temporaries(parent)  # left by a killed run
     return parent
 
 
@@ -151,7 +153,7 @@ class VideoSink:
             raise DemoError(f"--output {path!r} is a folder; give a video file name or a folder without extension")
         ext = os.path.splitext(path)[1].lower()
         try:  # the temporary keeps the extension: OpenCV picks the container from it
-            fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=ext, dir=parent)
+            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=ext, dir=parent)
             os.close(fd)
         except OSError as e:
             raise DemoError(f"--output {path!r} is not writable ({e.strerror or e})") from e
@@ -159,6 +161,9 @@ class VideoSink:
                                       (width, height), True)
         if not self.writer.isOpened():
             self.abort()
+            if min(width, height) < 2:  # the encoders need frames of at least 2x2 pixels
+                raise DemoError(f"--output {path!r}: the frames are {width}x{height} pixels, too small to encode as "
+                                f"a video (at least 2x2); give a folder (--output DIR) to write the frames instead")
             raise DemoError(f"--output {path!r}: OpenCV cannot write {ext} videos here (try .avi or a folder)")
 
     def write(self, frame_rgb, t):
@@ -186,7 +191,7 @@ class FolderSink:
         if os.path.exists(path) and not os.path.isdir(path):
             raise DemoError(f"--output {path!r} exists and is not a folder")
         try:
-            self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.normpath(path)) + ".", dir=parent)
+            self.tmp = tempfile.mkdtemp(prefix=temp_prefix(path), dir=parent)
         except OSError as e:
             raise DemoError(f"--output {path!r} is not writable ({e.strerror or e})") from e
         self.written = []
@@ -214,7 +219,7 @@ class JsonSink:
         if os.path.isdir(path):
             raise DemoError(f"--output-json {path!r} is a folder; give a file name")
         try:
-            fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=parent)
             os.close(fd)
         except OSError as e:
             raise DemoError(f"--output-json {path!r} is not writable ({e.strerror or e})") from e
@@ -253,7 +258,7 @@ def run(args):
         raise ValueError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
     options = output_options(args)
     cfg = setup_cfg(args)
-    source, height, width, fps, names = open_source(args)
+    source, height, width, fps, names = open_source(args, cfg.INPUT.MAX_FRAME_PIXELS)
 
     video_sink = json_sink = mask_sink = None
     sinks = []
@@ -351,6 +356,7 @@ def main(argv=None):
     """Runs the demo; returns the exit code (0, 2 for user errors, 130 when interrupted). Logging is set up by
     the command line entry point only (call :func:`setup_logging` to see the logs when calling this)."""
     args = get_parser().parse_args(argv)
+    install_sigterm_handler()  # SIGTERM -> SystemExit: the sinks' clean-up removes the temporaries
     try:
         return run(args)
     except (DemoError, FileNotFoundError, FrameReadError, KeyError, ValueError) as e:
@@ -360,6 +366,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("demo.py: interrupted; partial outputs removed", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if e.code == 143:  # SIGTERM (install_sigterm_handler)
+            print("demo.py: terminated; partial outputs removed", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

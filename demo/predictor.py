@@ -115,7 +115,9 @@ class VideoPredictor:
     ``__call__(frames, height, width)`` streams ``(frame, Instances)`` pairs: ``frames`` is an iterable of HxWx3
     uint8 **RGB** arrays (converted to ``cfg.INPUT.FORMAT`` for the model), each yielded back with its
     tracked instances (``track_ids``, ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` at
-    (height, width), on CPU).
+    (height, width), on CPU). ``pred_masks`` is a :class:`stmask_d2.layers.LazyMasks` (pasted one instance at a
+    time when encoded or drawn, so memory does not grow with frame size x number of tracks); set
+    ``lazy_masks = False`` for (N, height, width) bool tensors.
 
     Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file.
     """
@@ -130,6 +132,7 @@ class VideoPredictor:
             logger.warning("MODEL.WEIGHTS is empty: the model has random weights (its output is meaningless).")
         self.metadata = video_metadata(self.cfg)
         self.input_format = self.cfg.INPUT.FORMAT
+        self.lazy_masks = True
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR for the video predictor, got {self.input_format}.")
 
@@ -146,6 +149,6 @@ class VideoPredictor:
                 yield np.ascontiguousarray(frame[:, :, ::-1]) if self.input_format == "BGR" else frame
 
         # track_frames consumes exactly one frame per yielded result, so current[0] is that result's frame
-        for instances in self.model.track_frames(model_frames(), height, width):
+        for instances in self.model.track_frames(model_frames(), height, width, lazy_masks=self.lazy_masks):
             frame, current[0] = current[0], None
             yield frame, instances.to(torch.device("cpu"))

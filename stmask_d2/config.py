@@ -202,3 +202,19 @@ def add_stmask_config(cfg):
 
     # Evaluation
     _C.TEST.YTVIS_HOTA = False  # also compute HOTA / DetA / AssA with trackeval in YTVISEvaluator
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Reliability (issue 11): bad input is refused early with one line instead of a crash or a huge allocation.
+    # ---------------------------------------------------------------------------------------------------------
+    # Frames with more pixels (height * width) than this are refused with one line before they are decoded (demo,
+    # evaluation, training). Memory per frame is bounded (masks are pasted and encoded one instance at a time),
+    # so the limit guards against absurd inputs; 0 disables it. Default 2**26 = 67M pixels (8192 x 8192).
+    _C.INPUT.MAX_FRAME_PIXELS = 2 ** 26
+    # Check at start-up that every frame file of the training / test datasets exists and is not empty (one line
+    # naming dataset, video, frame and file otherwise). False skips it for huge datasets on slow file systems;
+    # the data loader still reports a missing file in one line when it reaches it.
+    _C.DATASETS.CHECK_FILES = True
+    # A training frame that cannot be read or decoded (missing / empty / corrupt file, size differing from the
+    # JSON, bad RLE): False (default) stops with one line naming dataset, video id, frame index, file and fix;
+    # True skips the sample (another one is drawn) and logs the running count of skipped frames.
+    _C.DATALOADER.SKIP_BAD_FRAMES = False

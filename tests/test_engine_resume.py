@@ -43,6 +43,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     try:
         while not target.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
+        tag_file = out / "last_checkpoint"  # the tag is updated just after the checkpoint's rename
+        while target.exists() and proc.poll() is None and time.time() < deadline and not (
+                tag_file.exists() and tag_file.read_text() == target.name):
+            time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -83,10 +87,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_truncated_checkpoint_and_stale_tag(tiny_data, tmp_path):
-    """A tag that points at a missing file is ignored (fresh start); a truncated checkpoint is a one-line error
-    that leaves the folder as it was."""
+    """A tag that points at a missing file is an error, not a silent fresh start (issue 11); a truncated checkpoint
+    is a one-line error that leaves the folder as it was."""
     from stmask_d2.engine import AtomicDetectionCheckpointer
-    from stmask_d2.engine.errors import CheckpointError
+    from stmask_d2.engine.errors import CheckpointError, MissingWeightsError
 
     model = torch.nn.Linear(3, 2)
     ck = AtomicDetectionCheckpointer(model, save_dir=str(tmp_path))
@@ -94,7 +98,8 @@ def test_truncated_checkpoint_and_stale_tag(tiny_data, tmp_path):
     assert ck.has_checkpoint()
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]  # no temporary file left
     (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
-    assert not ck.has_checkpoint()
+    with pytest.raises(MissingWeightsError, match="model_0000009.pth"):
+        ck.resume_or_load("", resume=True)
     data = (tmp_path / "model_0000001.pth").read_bytes()
     (tmp_path / "model_0000002.pth").write_bytes(data[: len(data) // 2])
     (tmp_path / "last_checkpoint").write_text("model_0000002.pth")
@@ -109,6 +114,8 @@ def test_truncated_checkpoint_and_stale_tag(tiny_data, tmp_path):
     r = run_train_net(*_args(tiny_data, out, "--resume"))
     assert r.returncode == 2, r.stderr[-3000:]
     lines = r.stderr.strip().splitlines()
-    assert lines[-1].startswith("train_net.py: error: Weights file") and "truncated" in lines[-1], r.stderr[-2000:]
+    assert lines[-1].startswith("train_net.py: error: --resume: checkpoint") and "truncated" in lines[-1], \
+        r.stderr[-2000:]
+    assert "--start-over" in lines[-1]
     assert "Traceback" not in r.stderr
     assert (out / "model_0000002.pth").stat().st_size == len(data) // 2

@@ -7,6 +7,11 @@ from .build import (  # noqa: F401
     get_ytvis_key_frame_dicts,
 )
 from .builtin import add_register_ytvis_argument, register_ytvis_from_args  # noqa: F401
-from .dataset_mapper import YTVISPairDatasetMapper, YTVISTestDatasetMapper, sample_reference_frame  # noqa: F401
-from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances  # noqa: F401
+from .dataset_mapper import (  # noqa: F401
+    BadFrameError,
+    YTVISPairDatasetMapper,
+    YTVISTestDatasetMapper,
+    sample_reference_frame,
+)
+from .ytvis import YTVISFormatError, check_ytvis_files, load_ytvis_json, register_ytvis_instances  # noqa: F401
 from .frames import register_ytvis_frames, ytvis_to_frame_dicts  # noqa: F401

@@ -21,6 +21,8 @@ def _load_videos(dataset_names):
     videos = []
     for name in dataset_names:
         vids = DatasetCatalog.get(name)
+        for v in vids:  # named in the data loader's one-line errors
+            v.setdefault("dataset_name", name)
         if not vids:
             raise ValueError(f"Dataset {name!r} has no videos.")
         if any("annotations" not in v for v in vids):

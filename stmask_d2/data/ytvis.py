@@ -10,12 +10,13 @@ import json
 import logging
 import os
 
+import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError"]
+__all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError", "check_ytvis_files", "rle_total"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +35,23 @@ def _read_json(json_file):
             f"YouTube-VIS annotation file {json_file!r} does not exist. Check the path (builtin splits live under "
             f"$DETECTRON2_DATASETS, see datasets/README.md)."
         )
-    with PathManager.open(json_file, "r") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise YTVISFormatError(
-                f"{json_file}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-                f"the file is probably truncated or not a YouTube-VIS annotation file."
-            ) from e
+    with PathManager.open(json_file, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise YTVISFormatError(
+            f"{json_file}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); JSON must "
+            f"be UTF-8: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise YTVISFormatError(
+            f"{json_file}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+            f"the file is probably truncated or not a YouTube-VIS annotation file."
+        ) from None
 
 
 def _category_mapping(json_file, data, dataset_name):
@@ -84,15 +94,65 @@ def _category_mapping(json_file, data, dataset_name):
     return id_map
 
 
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _check_id(json_file, where, key, v):
+    if not _is_int(v):
+        raise _err(json_file, where, f'"{key}" must be an integer, got {json.dumps(v)[:60]}.')
+
+
+def rle_total(counts):
+    """Sum of the runs of an RLE: ``counts`` a list of ints (uncompressed) or a pycocotools compressed string
+    (decoded here with numpy, like ``rleFrString``). A consistent RLE of an h x w mask sums to h * w; returns
+    -1 when a run is negative (corrupt string)."""
+    if isinstance(counts, list):
+        return -1 if any(c < 0 for c in counts) else int(sum(counts))
+    if isinstance(counts, str):
+        counts = counts.encode("ascii", "replace")
+    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return 0
+    more = (c & 0x20) != 0
+    ends = np.flatnonzero(~more)
+    if ends.size == 0 or ends[-1] != c.size - 1:
+        return -1  # the last number is cut
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    group = np.repeat(np.arange(ends.size), ends - starts + 1)
+    k = np.arange(c.size) - starts[group]
+    if k.max() > 11:
+        return -1  # more than 60 bits: garbage
+    vals = np.zeros(ends.size, dtype=np.int64)
+    np.add.at(vals, group, (c & 0x1F) << (5 * k))
+    neg = (c[ends] & 0x10) != 0
+    vals[neg] -= np.left_shift(1, 5 * (k[ends][neg] + 1))
+    runs = vals.copy()
+    if runs.size > 3:  # delta coding: x[m] += x[m - 2] for m > 2
+        runs[3::2] = np.cumsum(vals[3::2]) + vals[1]
+        runs[4::2] = np.cumsum(vals[4::2]) + vals[2]
+    if (runs < 0).any():
+        return -1
+    return int(runs.sum())
+
+
 def _valid_polygons(polys):
-    return [p for p in polys if isinstance(p, list) and len(p) % 2 == 0 and len(p) >= 6]
+    return [p for p in polys if isinstance(p, list) and len(p) % 2 == 0 and len(p) >= 6
+            and all(_is_num(x) for x in p)]
 
 
-def _frame_segmentations(json_file, where, segs, h, w):
+def _frame_segmentations(json_file, where, segs, h, w, stats=None):
     """Normalise one annotation's per-frame segmentations: None | compressed RLE dict | list of polygons.
 
-    Uncompressed RLEs (integer ``counts``) are converted in one pycocotools call per annotation.
+    Uncompressed RLEs (integer ``counts``) are converted in one pycocotools call per annotation. RLE runs must
+    not cover more than h * w pixels (error); shorter ones leave the rest background (counted in
+    ``stats["short_rle"]``); polygons with fewer than 3 points are dropped (``stats["bad_polygons"]``).
     """
+    stats = stats if stats is not None else {}
     out = [None] * len(segs)
     uncompressed = []
     for t, s in enumerate(segs):
@@ -101,18 +161,29 @@ def _frame_segmentations(json_file, where, segs, h, w):
         if isinstance(s, dict):
             if "counts" not in s or "size" not in s:
                 raise _err(json_file, f"{where}, frame {t}", 'an RLE needs "counts" and "size".')
-            if list(s["size"]) != [h, w]:
+            if not isinstance(s["size"], list) or list(s["size"]) != [h, w]:
                 raise _err(json_file, f"{where}, frame {t}",
                            f"RLE size {s['size']} differs from the video size [{h}, {w}] (height, width).")
-            if isinstance(s["counts"], list):
-                uncompressed.append(t)
-            elif isinstance(s["counts"], (str, bytes)):
-                counts = s["counts"].decode("ascii") if isinstance(s["counts"], bytes) else s["counts"]
-                out[t] = {"size": [h, w], "counts": counts}
-            else:
+            counts = s["counts"]
+            if isinstance(counts, list) and not all(_is_int(c) for c in counts):
+                raise _err(json_file, f"{where}, frame {t}", "uncompressed RLE counts must be a list of integers.")
+            if not isinstance(counts, (list, str)):
                 raise _err(json_file, f"{where}, frame {t}", "RLE counts must be a string or a list of ints.")
+            total = rle_total(counts)
+            if total < 0 or total > h * w:
+                raise _err(json_file, f"{where}, frame {t}",
+                           f"RLE counts cover {'an invalid number of' if total < 0 else total} pixels but the mask "
+                           f"has {h}x{w} = {h * w}; re-encode the mask with pycocotools.mask.encode.")
+            if total < h * w:
+                stats["short_rle"] = stats.get("short_rle", 0) + 1
+            if isinstance(counts, list):
+                uncompressed.append(t)
+            else:
+                out[t] = {"size": [h, w], "counts": counts}
         elif isinstance(s, list):
             polys = _valid_polygons(s)
+            if len(polys) < len(s):
+                stats["bad_polygons"] = stats.get("bad_polygons", 0) + len(s) - len(polys)
             out[t] = polys if polys else None  # degenerate polygons: instance absent in that frame
         else:
             raise _err(json_file, f"{where}, frame {t}",
@@ -181,10 +252,17 @@ def load_ytvis_json(json_file, image_root, dataset_name=None):
         for k in ("id", "height", "width", "file_names"):
             if k not in v:
                 raise _err(json_file, where, f'missing key "{k}" (needed: id, height, width, file_names).')
+        _check_id(json_file, where, "id", vid)
+        for k in ("height", "width"):
+            if not _is_int(v[k]) or v[k] <= 0:
+                raise _err(json_file, where, f'"{k}" must be a positive integer (pixels), got '
+                                             f'{json.dumps(v[k])[:60]}.')
         names = v["file_names"]
-        if not isinstance(names, list) or not names:
-            raise _err(json_file, where, '"file_names" must be a non-empty list of relative frame paths.')
-        length = int(v.get("length", len(names)))
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise _err(json_file, where, '"file_names" must be a non-empty list of relative frame paths (strings).')
+        length = v.get("length", len(names))
+        if not _is_int(length):
+            raise _err(json_file, where, f'"length" must be an integer, got {json.dumps(length)[:60]}.')
         if length != len(names):
             raise _err(json_file, where, f'"length" is {length} but "file_names" has {len(names)} entries.')
         if vid in by_id:
@@ -202,6 +280,7 @@ def load_ytvis_json(json_file, image_root, dataset_name=None):
         videos.append(rec)
 
     num_inst = num_zero = num_masks = 0
+    seg_stats = {}
     seen_ann_ids = set()
     for j, a in enumerate(anns or []):
         aid = a.get("id") if isinstance(a, dict) else None
@@ -211,6 +290,9 @@ def load_ytvis_json(json_file, image_root, dataset_name=None):
         for k in ("id", "video_id", "category_id", "segmentations"):
             if k not in a:
                 raise _err(json_file, where, f'missing key "{k}" (needed: id, video_id, category_id, segmentations).')
+        _check_id(json_file, where, "id", aid)
+        _check_id(json_file, where, "video_id", a["video_id"])
+        _check_id(json_file, where, "category_id", a["category_id"])
         where = f"annotation id {aid} (video id {a['video_id']})"
         if aid in seen_ann_ids:
             raise _err(json_file, where, "duplicate annotation id; annotation ids are track ids and must be unique.")
@@ -228,12 +310,23 @@ def load_ytvis_json(json_file, image_root, dataset_name=None):
             raise _err(json_file, where,
                        f'"segmentations" has {n} entries but the video has {length} frames; '
                        f"it needs one entry (RLE, polygons or null) per frame.")
-        bboxes = a.get("bboxes") or [None] * length
+        bboxes = a.get("bboxes")
+        if bboxes is None:
+            bboxes = [None] * length
+        if not isinstance(bboxes, list):
+            raise _err(json_file, where, f'"bboxes" must be a list with one [x, y, w, h] or null per frame, got '
+                                         f'{json.dumps(bboxes)[:60]}.')
         if len(bboxes) != length:
             raise _err(json_file, where, f'"bboxes" has {len(bboxes)} entries but the video has {length} frames.')
-        segs = _frame_segmentations(json_file, where, segs, h, w)
+        for t, box in enumerate(bboxes):
+            if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(_is_num(x) for x in box)):
+                raise _err(json_file, f"{where}, frame {t}",
+                           f"bbox must be null or [x, y, w, h] (4 numbers), got {json.dumps(box)[:60]}.")
+        segs = _frame_segmentations(json_file, where, segs, h, w, seg_stats)
         cat = id_map[a["category_id"]]
-        iscrowd = int(a.get("iscrowd", 0) or 0)
+        iscrowd = a.get("iscrowd", 0) or 0
+        if iscrowd not in (0, 1):
+            raise _err(json_file, where, f'"iscrowd" must be 0 or 1, got {json.dumps(iscrowd)[:60]}.')
         present = False
         for t, seg in enumerate(segs):
             if seg is None:
@@ -254,6 +347,12 @@ def load_ytvis_json(json_file, image_root, dataset_name=None):
             present = True
         num_inst += present
 
+    if seg_stats.get("bad_polygons"):
+        logger.warning(f"{json_file}: dropped {seg_stats['bad_polygons']} polygons with fewer than 3 points (an "
+                       f"instance without another polygon in that frame is absent there).")
+    if seg_stats.get("short_rle"):
+        logger.warning(f"{json_file}: {seg_stats['short_rle']} RLE masks have counts covering fewer pixels than the "
+                       f"frame; the rest of those masks is taken as background.")
     if num_zero:
         logger.warning(f"{json_file}: dropped {num_zero} per-frame instances with a zero-area box "
                        f"(the frames and the instances' other frames are kept).")
@@ -288,5 +387,61 @@ def register_ytvis_instances(name, metadata, json_file, image_root):
             f"Dataset {name!r} is already registered with json_file={getattr(meta, 'json_file', None)!r}, "
             f"image_root={getattr(meta, 'image_root', None)!r}; register {json_file!r} under another name."
         )
-    DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
+    DatasetCatalog.register(name, _CachedLoader(name, json_file, image_root))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata)
+
+
+class _CachedLoader:
+    """``load_ytvis_json`` for ``DatasetCatalog``, parsed once per process while the file is unchanged: the
+    start-up validation of train_net.py and the data loader then share one parse."""
+
+    def __init__(self, name, json_file, image_root):
+        self.name, self.json_file, self.image_root = name, json_file, image_root
+        self._key = self._videos = None
+
+    def __call__(self):
+        try:
+            st = os.stat(self.json_file)
+            key = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        if key is None or key != self._key:
+            self._videos = load_ytvis_json(self.json_file, self.image_root, self.name)
+            self._key = key
+        return self._videos
+
+
+def check_ytvis_files(videos, dataset_name, max_pixels=0):
+    """Check that every frame file of ``videos`` (``load_ytvis_json`` output) exists and is not empty, and that
+    each video's first frame has the size given in the JSON (only the image header is read). Raises
+    :class:`YTVISFormatError` with one line naming the dataset, video id, frame index, file and the fix.
+    ``max_pixels``: also refuse frames larger than ``INPUT.MAX_FRAME_PIXELS`` (0: no limit)."""
+    from PIL import Image
+
+    skip = "or set DATASETS.CHECK_FILES False to skip this check"
+    for v in videos:
+        for t, path in enumerate(v["file_names"]):
+            where = f"dataset {dataset_name!r}, video id {v['video_id']}, frame {t}, file {path!r}"
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                raise YTVISFormatError(f"{where}: the file does not exist; restore it or fix file_names / IMAGE_ROOT, "
+                                       f"{skip}.") from None
+            if size == 0:
+                raise YTVISFormatError(f"{where}: the file is empty (0 bytes); re-extract the frame, {skip}.")
+            if t:
+                continue
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+            except Exception as e:
+                raise YTVISFormatError(f"{where}: not a readable image ({type(e).__name__}); re-extract the frame, "
+                                       f"{skip}.") from None
+            if (h, w) != (v["height"], v["width"]):
+                raise YTVISFormatError(
+                    f"{where}: the frame is {w}x{h} (width x height) but the JSON says {v['width']}x{v['height']}; "
+                    f"fix the video's height / width in the JSON or resize the frames, {skip}.")
+            if max_pixels and h * w > max_pixels:
+                raise YTVISFormatError(
+                    f"{where}: the frame is {w}x{h} = {h * w} pixels, more than INPUT.MAX_FRAME_PIXELS = {max_pixels}; "
+                    f"downscale the frames or raise INPUT.MAX_FRAME_PIXELS (0 disables the limit).")

@@ -42,6 +42,17 @@ def is_user_error(exc):
 
 
 def one_line(exc):
-    """The message of ``exc`` on one line (KeyError's repr quotes removed)."""
+    """The message of ``exc`` on one line (KeyError's repr quotes removed). An exception re-raised by a
+    DataLoader worker ("Caught X in DataLoader worker process N. Original Traceback ...") gives the original
+    message, without the worker's traceback."""
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(msg).split())
+    msg = str(msg)
+    if msg.startswith("Caught ") and "Original Traceback" in msg:
+        last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1]
+        name = type(exc).__name__
+        for prefix in (f"{type(exc).__module__}.{name}: ", f"{name}: "):
+            if prefix in last:
+                last = last.split(prefix, 1)[1]
+                break
+        msg = last
+    return " ".join(msg.split())

@@ -23,13 +23,30 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_stmask_config
+from ..config_check import validate_config
 from .checkpoint import AtomicDetectionCheckpointer
 from .errors import ConfigError
 from .train_loop import NonFiniteSkippingTrainer
 
-__all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "is_video_dataset", "ResumableTrainingSampler"]
+__all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "check_datasets", "is_video_dataset", "ResumableTrainingSampler"]
 
 logger = logging.getLogger(__name__)
+
+
+class _UserErrorLogFilter(logging.Filter):
+    """Drops Detectron2's "Exception during training:" traceback when the exception is a user error (a bad
+    frame, see ``DATALOADER.SKIP_BAD_FRAMES``): train_net.py prints it as one line. ``STMASK_DEBUG=1`` keeps it."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or os.environ.get("STMASK_DEBUG", "") not in ("", "0"):
+            return True
+        from .errors import is_user_error
+
+        return not is_user_error(exc)
+
+
+logging.getLogger("detectron2.engine.train_loop").addFilter(_UserErrorLogFilter())
 
 
 def is_video_dataset(dataset_name):
@@ -257,9 +274,15 @@ class STMaskTrainer(DefaultTrainer):
 
 
 def _check_writable(folder):
+    """OUTPUT_DIR (or, when it does not exist yet, its nearest existing ancestor, so that nothing is created
+    before every check passed) accepts a new file."""
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=folder)
+        if not os.path.isdir(probe):
+            raise NotADirectoryError(20, f"{probe!r} is not a folder")
+        fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=probe)
         os.close(fd)
         os.remove(tmp)
     except OSError as e:
@@ -325,8 +348,30 @@ def _check_cfg(cfg, eval_only=False):
         if name not in registered:
             raise ConfigError(f"{key}: dataset {name!r} is not registered; register it with --register-ytvis "
                               f"{name} JSON IMAGE_ROOT or use a predefined split (datasets/README.md).")
+    validate_config(cfg, training=not eval_only)
     if cfg.OUTPUT_DIR and comm.is_main_process():
         _check_writable(cfg.OUTPUT_DIR)
+
+
+def check_datasets(cfg, eval_only=False):
+    """Parse the YouTube-VIS datasets a run is about to use (DATASETS.TEST, and DATASETS.TRAIN unless
+    ``eval_only``): field types, sizes, RLE consistency; with ``DATASETS.CHECK_FILES`` also their frame files.
+    train_net.py calls it before anything is written; errors are one line (``YTVISFormatError`` /
+    :class:`ConfigError`). The parse is cached, the data loader reuses it."""
+    from ..data import YTVISFormatError, check_ytvis_files
+
+    names = ([] if eval_only else list(cfg.DATASETS.TRAIN)) + list(cfg.DATASETS.TEST)
+    for name in dict.fromkeys(names):
+        if not is_video_dataset(name):
+            continue
+        try:
+            videos = DatasetCatalog.get(name)
+        except YTVISFormatError:
+            raise
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"dataset {name!r}: {e}") from e
+        if cfg.DATASETS.CHECK_FILES:
+            check_ytvis_files(videos, name, cfg.INPUT.MAX_FRAME_PIXELS)
 
 
 def setup_cfg(args, freeze=True):

@@ -17,7 +17,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import create_small_table
 
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, remove_stale_temporaries
 from .ytvis_eval import evaluate_ytvis, load_ytvis_gt, load_ytvis_results
 
 __all__ = ["YTVISEvaluator", "instances_to_ytvis_results"]
@@ -127,6 +127,7 @@ class YTVISEvaluator(DatasetEvaluator):
         zip_path = None
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
+            remove_stale_temporaries(self._output_dir)  # left by a killed evaluation
             json_path = os.path.join(self._output_dir, "results.json")
             atomic_write(json_path, lambda f: json.dump(results, f), mode="w")
             zip_path = os.path.join(self._output_dir, "results.zip")

@@ -37,7 +37,8 @@ def _seq_data(num_t, gt_ids, tr_ids, sims):
 
 
 def compute_hota(gt, results, lenient=True):
-    """HOTA, DetA, AssA (fractions) of ``results`` against ``gt`` (paths, dicts/lists or loaded objects)."""
+    """HOTA, DetA, AssA (fractions) of ``results`` against ``gt`` (paths, dicts/lists or loaded objects); -1 each
+    when the ground truth has no video or no annotated instance (undefined, as AP is then)."""
     from trackeval.metrics import HOTA
 
     gt = load_ytvis_gt(gt)
@@ -45,6 +46,8 @@ def compute_hota(gt, results, lenient=True):
         raise YTVISEvalError("the ground truth has no annotations; nothing to evaluate")
     if not isinstance(results, YTVISResults):
         results = load_ytvis_results(results, gt, lenient=lenient)
+    if not gt.video_ids or not gt.anns:  # nothing to match: undefined, like AP without ground truth
+        return OrderedDict([("HOTA", -1.0), ("DetA", -1.0), ("AssA", -1.0)])
     metric = HOTA()
     cats = set(gt.cat_ids)
     gts_by_vid, dts_by_vid = defaultdict(list), defaultdict(list)

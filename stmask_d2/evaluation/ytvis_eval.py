@@ -60,10 +60,17 @@ def _read_json(obj, what):
         path = os.fspath(obj)
         if not os.path.isfile(path):
             raise YTVISEvalError(f"{what} file not found: {path}")
+        with open(path, "rb") as f:
+            raw = f.read()
         try:
-            with open(path, "r") as f:
-                return json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise YTVISEvalError(f"{what} file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                                 f"{e.start}, line {line}); JSON must be UTF-8: re-save the file as UTF-8") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
             raise YTVISEvalError(f"{what} file {path} is not valid JSON: {e}") from None
     return obj
 

@@ -8,5 +8,6 @@ from .mask_ops import (  # noqa: F401
     pairwise_mask_iou,
     paste_masks_to_image,
 )
+from .lazy_masks import LazyMasks  # noqa: F401
 from .nms import batched_box_iou, fast_nms, fast_nms_per_class  # noqa: F401
 from .offsets import aligned_offsets  # noqa: F401

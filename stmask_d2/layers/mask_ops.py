@@ -177,12 +177,14 @@ def encode_masks_rle(masks: torch.Tensor) -> List[dict]:
     """pycocotools RLE of each binary mask (Fortran order), with ``counts`` decoded to str (JSON-ready).
 
     Args:
-        masks: (N, H, W) bool / uint8 tensor or ndarray.
+        masks: (N, H, W) bool / uint8 tensor or ndarray, or a :class:`~stmask_d2.layers.LazyMasks`.
     Returns:
         list of N dicts ``{"size": [H, W], "counts": str}``.
     """
     from pycocotools import mask as mask_util
 
+    if hasattr(masks, "encode_rle"):  # LazyMasks: one full-size mask at a time
+        return masks.encode_rle()
     if not isinstance(masks, torch.Tensor):
         masks = torch.from_numpy(np.asarray(masks))
     if masks.shape[0] == 0:

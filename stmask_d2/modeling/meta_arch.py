@@ -329,7 +329,8 @@ class STMask(nn.Module):
         return torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
     @torch.inference_mode()
-    def track_frames(self, frames: Iterable[np.ndarray], height: int, width: int) -> Iterator[Instances]:
+    def track_frames(self, frames: Iterable[np.ndarray], height: int, width: int,
+                     lazy_masks: bool = False) -> Iterator[Instances]:
         """Online video instance segmentation, one frame at a time (streaming: nothing of past frames is kept but
         the tracker's memory and the previous frame's TF features).
 
@@ -337,6 +338,8 @@ class STMask(nn.Module):
             frames: iterable of HxWx3 uint8 arrays in ``input_format`` (e.g. a ``FrameSource``), all of the same
                 size (height, width).
             height, width: output size (normally the frames' size).
+            lazy_masks: ``pred_masks`` as :class:`~stmask_d2.layers.LazyMasks` (pasted per instance on use, so
+                memory does not grow with frame size x tracks) instead of an (N, height, width) bool tensor.
         Yields:
             per frame, Instances((height, width)) with ``track_ids``, ``pred_boxes``, ``scores``, ``pred_classes``
             (contiguous) and ``pred_masks`` (bool), for every track emitted in that frame (§8 step 4).
@@ -393,7 +396,8 @@ class STMask(nn.Module):
                     track_ids=out["track_ids"],
                     pred_masks_soft=out["masks"],
                 )
-                inst = frame_to_original(inst, input_hw, (height, width), mask_thresh=self.mask_thresh)
+                inst = frame_to_original(inst, input_hw, (height, width), mask_thresh=self.mask_thresh,
+                                         lazy_masks=lazy_masks)
                 inst.remove("pred_masks_soft")
             prev = cur
             yield inst
@@ -403,7 +407,7 @@ class STMask(nn.Module):
         frames = video["frames"]
         results = VideoResults()
         n = 0
-        for t, inst in enumerate(self.track_frames(frames, video["height"], video["width"])):
+        for t, inst in enumerate(self.track_frames(frames, video["height"], video["width"], lazy_masks=True)):
             with self.timer("paste+rle"):
                 rles = encode_masks_rle(inst.pred_masks.cpu()) if len(inst) else []
             results.add_frame(

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from detectron2.structures import Boxes, Instances
 
-from ..layers import assemble_masks, fast_nms, fast_nms_per_class, paste_masks_to_image
+from ..layers import LazyMasks, assemble_masks, fast_nms, fast_nms_per_class, paste_masks_to_image
 
 __all__ = ["detect_frame", "build_masks", "frame_to_original"]
 
@@ -127,6 +127,7 @@ def frame_to_original(
     score_thresh: Optional[float] = None,
     proto_stride: int = 4,
     paste_in_box: bool = False,
+    lazy_masks: bool = False,
 ) -> Instances:
     """Detections at the original image size (§10 step 5).
 
@@ -140,6 +141,8 @@ def frame_to_original(
         instances: output of :func:`detect_frame` (+ :func:`build_masks`), on the network input.
         input_hw: (h, w) unpadded network-input size.
         out_hw: (H0, W0) original size.
+        lazy_masks: ``pred_masks`` as a :class:`~stmask_d2.layers.LazyMasks` (same values, pasted one instance at
+            a time when used: memory independent of the frame size) instead of an (N, H0, W0) tensor.
     Returns:
         new Instances(out_hw) with all fields of the kept instances.
     """
@@ -155,7 +158,10 @@ def frame_to_original(
     boxes.scale(W0 / w, H0 / h)
     boxes.clip((H0, W0))
     out.pred_boxes = boxes
-    if kept.has("pred_masks_soft"):
+    if kept.has("pred_masks_soft") and lazy_masks:
+        out.pred_masks = LazyMasks(kept.pred_masks_soft, (h / proto_stride, w / proto_stride), (H0, W0),
+                                   threshold=mask_thresh, boxes_out=boxes.tensor if paste_in_box else None)
+    elif kept.has("pred_masks_soft"):
         out.pred_masks = paste_masks_to_image(
             kept.pred_masks_soft,
             (h / proto_stride, w / proto_stride),

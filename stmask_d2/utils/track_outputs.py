@@ -88,10 +88,13 @@ class OutputOptions:
 
 def exclusive_masks(instances):
     """A copy of ``instances`` whose ``pred_masks`` (N, H, W) do not overlap: a pixel covered by several masks goes
-    to the highest-scoring one (ties: the first)."""
+    to the highest-scoring one (ties: the first). Lazily pasted masks (:class:`~stmask_d2.layers.LazyMasks`) are
+    materialised here: disjoint masks (``--output-masks``) hold all of a frame's masks at full size."""
     masks = instances.pred_masks
     if len(instances) < 2:
         return instances
+    if not isinstance(masks, torch.Tensor):
+        masks = masks.tensor()
     order = torch.argsort(instances.scores, descending=True, stable=True)
     taken = torch.zeros_like(masks[0], dtype=torch.bool)
     out = torch.zeros_like(masks, dtype=torch.bool)
@@ -171,7 +174,8 @@ class IndexedMaskWriter:
         h, w = instances.image_size
         index = np.zeros((h, w), np.int64)
         if len(instances):
-            masks = instances.pred_masks.cpu().numpy().astype(bool)
+            masks = instances.pred_masks
+            masks = (masks if isinstance(masks, torch.Tensor) else masks.tensor()).cpu().numpy().astype(bool)
             if (masks.sum(0) > 1).any():
                 raise ValueError("IndexedMaskWriter needs disjoint masks (use exclusive_masks)")
             for m, tid in zip(masks, instances.track_ids.tolist()):

@@ -14,7 +14,8 @@ import re
 import cv2
 import numpy as np
 
-__all__ = ["FrameReadError", "ImageListSource", "VideoFileSource", "frames_from_folder_or_glob", "IMAGE_EXTENSIONS"]
+__all__ = ["FrameReadError", "ImageListSource", "VideoFileSource", "frames_from_folder_or_glob", "IMAGE_EXTENSIONS",
+           "check_image_pixels", "check_frame_size"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FORMATS = ("RGB", "BGR")
@@ -22,6 +23,31 @@ _FORMATS = ("RGB", "BGR")
 
 class FrameReadError(OSError):
     """A frame or video could not be read; the message names the file."""
+
+
+def check_frame_size(height, width, max_pixels, what):
+    """Raise :class:`FrameReadError` (one line naming ``what``) when a ``height`` x ``width`` frame has more than
+    ``max_pixels`` pixels (``INPUT.MAX_FRAME_PIXELS``; 0 or None: no limit)."""
+    if max_pixels and int(height) * int(width) > int(max_pixels):
+        raise FrameReadError(
+            f"{what} is {width}x{height} = {int(height) * int(width)} pixels, more than INPUT.MAX_FRAME_PIXELS = "
+            f"{int(max_pixels)}; downscale the frames or raise INPUT.MAX_FRAME_PIXELS (0 disables the limit)"
+        )
+
+
+def check_image_pixels(path, max_pixels):
+    """Read only the header of image ``path`` and apply :func:`check_frame_size` (nothing is decoded). Files
+    PIL cannot identify are left to the decoder, which reports them."""
+    if not max_pixels:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # not an image / unreadable header: the decoder reports it
+        return
+    check_frame_size(h, w, max_pixels, f"frame {path!r}")
 
 
 def _check_format(format):
@@ -33,9 +59,10 @@ def _check_format(format):
 class ImageListSource:
     """Frames from image files, read on access. ``file_names``: paths in temporal order."""
 
-    def __init__(self, file_names, format="RGB"):
+    def __init__(self, file_names, format="RGB", max_pixels=0):
         self.file_names = list(file_names)
         self.format = _check_format(format)
+        self.max_pixels = int(max_pixels or 0)
 
     def __len__(self):
         return len(self.file_names)
@@ -46,6 +73,7 @@ class ImageListSource:
         path = self.file_names[t]
         if not os.path.isfile(path):
             raise FrameReadError(f"frame {t} of {len(self)}: file {path!r} does not exist")
+        check_image_pixels(path, self.max_pixels)
         try:
             img = read_image(path, format=self.format)
         except Exception as e:  # PIL raises UnidentifiedImageError / OSError on corrupt files
@@ -69,12 +97,19 @@ class VideoFileSource:
     stream is endless; iterate it). Iteration streams sequentially; ``src[t]`` seeks and is slower.
     """
 
-    def __init__(self, path, format="RGB"):
+    def __init__(self, path, format="RGB", max_pixels=0):
+        """``max_pixels``: refuse (:class:`FrameReadError`) a video whose frames have more pixels (0: no limit)."""
         self.path = path
         self.format = _check_format(format)
         if not isinstance(path, int) and not os.path.isfile(path):
             raise FileNotFoundError(f"video file {path!r} does not exist")
         cap = self._open()
+        w0, h0 = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        try:  # from the container's header, before a frame is decoded
+            check_frame_size(h0, w0, max_pixels, f"video {path!r}")
+        except FrameReadError:
+            cap.release()
+            raise
         ok, frame = cap.read()
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -133,7 +168,7 @@ def _natural_key(s):
     return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", s)]
 
 
-def frames_from_folder_or_glob(spec, format="RGB"):
+def frames_from_folder_or_glob(spec, format="RGB", max_pixels=0):
     """``spec``: a folder (its image files) or a glob pattern (e.g. "frames/*.png"). Returns an
     :class:`ImageListSource` sorted naturally; raises ``FileNotFoundError`` when nothing matches."""
     if os.path.isdir(spec):
@@ -142,4 +177,4 @@ def frames_from_folder_or_glob(spec, format="RGB"):
         files = [f for f in glob.glob(os.path.expanduser(spec)) if os.path.isfile(f)]
     if not files:
         raise FileNotFoundError(f"no image frames found for {spec!r} (a folder of images or a glob pattern)")
-    return ImageListSource(sorted(files, key=_natural_key), format)
+    return ImageListSource(sorted(files, key=_natural_key), format, max_pixels=max_pixels)

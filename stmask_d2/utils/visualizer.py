@@ -13,10 +13,15 @@ Two mask styles (``fast_masks``):
 * ``False``: masks go through ``overlay_instances`` as polygons (Detectron2's exact look, slower: contour
   extraction and matplotlib polygon rendering per instance).
 
+Frames larger than ``max_matplotlib_pixels`` (default 4 MP) get their boxes and labels drawn with OpenCV instead
+of Detectron2's matplotlib canvas, whose buffers grow to ~20 bytes per pixel (2 GB at 8000x8000); masks are then
+blended in row bands. Memory per frame stays a few frame-sized buffers at any size.
+
 Input / output frames are HxWx3 uint8 **RGB**.
 """
 from typing import Optional, Sequence
 
+import cv2
 import numpy as np
 from detectron2.structures import Instances
 from detectron2.utils.colormap import colormap
@@ -62,7 +67,7 @@ class TrackVisualizer:
     """
 
     def __init__(self, metadata=None, instance_mode=ColorMode.IMAGE, alpha: float = 0.5, fast_masks: bool = True,
-                 draw_boxes: bool = True, draw_labels: bool = True):
+                 draw_boxes: bool = True, draw_labels: bool = True, max_matplotlib_pixels: int = 4_000_000):
         if instance_mode not in (ColorMode.IMAGE, ColorMode.IMAGE_BW):
             raise ValueError(f"TrackVisualizer supports ColorMode.IMAGE and IMAGE_BW, got {instance_mode}.")
         self.metadata = metadata
@@ -73,6 +78,7 @@ class TrackVisualizer:
         self.fast_masks = fast_masks
         self.draw_boxes = bool(draw_boxes)
         self.draw_labels = bool(draw_labels)
+        self.max_matplotlib_pixels = int(max_matplotlib_pixels)
         classes = getattr(metadata, "thing_classes", None) if metadata is not None else None
         self.class_names = list(classes) if classes else None
 
@@ -92,7 +98,10 @@ class TrackVisualizer:
         masks = None
         if n and instances.has("pred_masks"):
             masks = instances.pred_masks
-            masks = (masks.cpu().numpy() if hasattr(masks, "cpu") else np.asarray(masks)).astype(bool)
+            if hasattr(masks, "crop") and (self.instance_mode == ColorMode.IMAGE_BW or not self.fast_masks):
+                masks = masks.tensor()  # LazyMasks on a path that needs them all at once
+            if not hasattr(masks, "crop"):
+                masks = (masks.cpu().numpy() if hasattr(masks, "cpu") else np.asarray(masks)).astype(bool)
         img = frame
         if self.instance_mode == ColorMode.IMAGE_BW:
             img = self._grey_background(frame, masks)
@@ -109,9 +118,12 @@ class TrackVisualizer:
             raise ValueError(f"draw_frame got {len(labels)} labels for {n} instances")
         boxes = instances.pred_boxes.tensor.cpu().numpy() if instances.has("pred_boxes") else None
 
-        if self.fast_masks and masks is not None:
+        large = frame.shape[0] * frame.shape[1] > self.max_matplotlib_pixels
+        if (self.fast_masks or large) and masks is not None:
             img = self._blend_masks(img, masks, colors)
             masks = None
+        if large:
+            return self._draw_boxes_labels_cv2(img, boxes, labels, colors)
         vis = Visualizer(img, self.metadata, instance_mode=ColorMode.IMAGE)
         if self.draw_boxes or boxes is None:  # Detectron2 places the labels (box corner, or mask centre)
             out = vis.overlay_instances(
@@ -147,21 +159,57 @@ class TrackVisualizer:
                           horizontal_alignment="left", font_size=font_size)
 
     def _blend_masks(self, img: np.ndarray, masks: np.ndarray, colors) -> np.ndarray:
-        """One pass over the pixels: later (smaller) masks are painted over larger ones, like Visualizer."""
-        areas = masks.reshape(len(masks), -1).sum(1)
+        """One pass over the pixels: later (smaller) masks are painted over larger ones, like Visualizer.
+        ``masks``: (N, H, W) bool array, or a LazyMasks (pasted one instance at a time, cropped to its region)."""
+        lazy = hasattr(masks, "crop")
+        if lazy:  # two passes (areas, then painting) so that one pasted mask at a time is held
+            areas = np.array(masks.areas())
+        else:
+            areas = masks.reshape(len(masks), -1).sum(1)
         order = np.argsort(-areas, kind="stable")
         # label map: index (1-based, in drawing order) of the top-most mask per pixel, 0 = background
-        top = np.zeros(masks.shape[1:], dtype=np.int32)
+        top = np.zeros(img.shape[:2], dtype=np.int16 if len(order) < 32767 else np.int32)
         for rank, k in enumerate(order, start=1):
-            top[masks[k]] = rank
-        fg = top > 0
-        if not fg.any():
-            return np.array(img, dtype=np.uint8, copy=True)
+            if lazy:
+                x0, y0, c = masks.crop(int(k))
+                top[y0:y0 + c.shape[0], x0:x0 + c.shape[1]][c.numpy()] = rank
+            else:
+                top[masks[k]] = rank
+        out = np.array(img, dtype=np.uint8, copy=True)
         lut = np.zeros((len(order) + 1, 3), dtype=np.float32)
         lut[1:] = np.stack([colors[k] for k in order]) * 255.0
+        band = max(1, (1 << 20) // max(1, top.shape[1]))  # ~1M pixels per pass: float temporaries stay small
+        for r0 in range(0, top.shape[0], band):
+            t = top[r0:r0 + band]
+            fg = t > 0
+            if not fg.any():
+                continue
+            o = out[r0:r0 + band]
+            px = o[fg].astype(np.float32)
+            o[fg] = (px * (1.0 - self.alpha) + lut[t[fg]] * self.alpha + 0.5).astype(np.uint8)
+        return out
+
+    def _draw_boxes_labels_cv2(self, img: np.ndarray, boxes, labels, colors) -> np.ndarray:
+        """Boxes and "[id] class score" labels drawn with OpenCV on a copy of ``img`` (large frames), each only when
+        ``draw_boxes`` / ``draw_labels`` is set; labels sit at the box corner (top-left of the frame without boxes)."""
         out = np.array(img, dtype=np.uint8, copy=True)
-        px = out[fg].astype(np.float32)
-        out[fg] = (px * (1.0 - self.alpha) + lut[top[fg]] * self.alpha + 0.5).astype(np.uint8)
+        H, W = out.shape[:2]
+        thick = max(1, int(round(max(H, W) / 800)))
+        scale = max(0.5, max(H, W) / 1600)
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        for k, label in enumerate(labels):
+            color = tuple(int(v * 255) for v in colors[k])
+            x0, y0 = 0, 0
+            if boxes is not None:
+                x0, y0, x1, y1 = (int(round(float(v))) for v in boxes[k])
+                if self.draw_boxes:
+                    cv2.rectangle(out, (x0, y0), (x1, y1), color, thick, cv2.LINE_AA)
+            if not self.draw_labels:
+                continue
+            (tw, th), base = cv2.getTextSize(label, font, scale, thick)
+            ty = max(th + base, y0)
+            cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), (0, 0, 0), -1)
+            cv2.putText(out, label, (x0, ty - base), font, scale, color, thick, cv2.LINE_AA)
         return out
 
     @staticmethod
