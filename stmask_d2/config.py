@@ -202,3 +202,14 @@ def add_stmask_config(cfg):
 
     # Evaluation
     _C.TEST.YTVIS_HOTA = False  # also compute HOTA / DetA / AssA with trackeval in YTVISEvaluator
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Released-behaviour switches (issue 9: configs/released/*.yaml set them to run the authors' checkpoints
+    # exactly as their eval.py does; the project defaults above stay as they are).
+    # ---------------------------------------------------------------------------------------------------------
+    # Test-time resize of video frames: "shortest_edge" (Detectron2 ResizeShortestEdge(MIN_SIZE_TEST,
+    # MAX_SIZE_TEST), aspect kept) or "fixed" (released: cv2.resize to TEST_FIXED_SIZE, INTER_LINEAR on the uint8
+    # frame, aspect NOT kept; padded at the bottom/right to /32 like every input).
+    _C.INPUT.TEST_RESIZE_MODE = "shortest_edge"
+    # (width, height) of the "fixed" test resize (released YouTube-VIS / OVIS: 640x360 -> network input 384x640).
+    _C.INPUT.TEST_FIXED_SIZE = [640, 360]
