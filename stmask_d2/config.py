@@ -213,3 +213,9 @@ def add_stmask_config(cfg):
     _C.INPUT.TEST_RESIZE_MODE = "shortest_edge"
     # (width, height) of the "fixed" test resize (released YouTube-VIS / OVIS: 640x360 -> network input 384x640).
     _C.INPUT.TEST_FIXED_SIZE = [640, 360]
+    # Training: DIoU of the box loss (and the centerness target) on boxes divided by the padded input size, as
+    # released (§12 item 16); False computes it in pixels (project default).
+    _C.MODEL.STMASK.LOSS.DIOU_NORMALIZED = False
+    # Training: detach the DIoU target of the centerness loss (project default); False = released (§12 item 15: the
+    # centerness loss also back-propagates into the box branch).
+    _C.MODEL.STMASK.LOSS.CENTERNESS_TARGET_DETACH = True

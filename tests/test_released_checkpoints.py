@@ -376,3 +376,42 @@ def test_fixed_resize_is_opencv_bilinear():
     t = FixedSizeResize(64, 36).get_transform(img)
     np.testing.assert_array_equal(t.apply_image(img), cv2.resize(img, (64, 36), interpolation=cv2.INTER_LINEAR))
     np.testing.assert_allclose(t.apply_coords(np.array([[96.0, 54.0]])), [[64.0, 36.0]])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# released training switches (configs/released set them; project defaults unchanged)
+# ------------------------------------------------------------------------------------------------------------------
+def test_released_loss_switches():
+    from detectron2.config import get_cfg
+    from detectron2.structures import Boxes
+
+    from stmask_d2.config import add_stmask_config
+    from stmask_d2.modeling.losses import STMaskLosses
+    from test_losses import _instances, _outputs
+
+    def crit(**loss):
+        cfg = get_cfg()
+        add_stmask_config(cfg)
+        for k, v in loss.items():
+            cfg.MODEL.STMASK.LOSS[k] = v
+        return STMaskLosses(cfg)
+
+    img = (64, 128)  # non-square: normalising x by 128 and y by 64 changes d^2 / c^2
+    anchors = Boxes(torch.tensor([[10.0, 10, 30, 30], [80, 40, 100, 60]]))
+    gts = [_instances([[20.0, 14, 40, 34]], masks=False, image_size=img)]
+    protos = torch.rand(1, 2, 16, 32)
+    out = _outputs(1, 2)
+    pix, _ = crit()(out, anchors, protos, gts, img)
+    out = _outputs(1, 2)
+    norm, _ = crit(DIOU_NORMALIZED=True, CENTERNESS_TARGET_DETACH=False)(out, anchors, protos, gts, img)
+    p, g = torch.tensor([10.0, 10, 30, 30]), torch.tensor([20.0, 14, 40, 34])
+    s = torch.tensor([128.0, 64, 128, 64])
+    p, g = p / s, g / s
+    inter = (torch.min(p[2], g[2]) - torch.max(p[0], g[0])) * (torch.min(p[3], g[3]) - torch.max(p[1], g[1]))
+    union = 2 * (p[2] - p[0]) * (p[3] - p[1]) - inter
+    c2 = (torch.max(p[2], g[2]) - torch.min(p[0], g[0])) ** 2 + (torch.max(p[3], g[3]) - torch.min(p[1], g[1])) ** 2
+    d2 = ((p[0] + p[2] - g[0] - g[2]) / 2) ** 2 + ((p[1] + p[3] - g[1] - g[3]) / 2) ** 2
+    assert norm["loss_box"].item() == pytest.approx(5 * (1 - (inter / union - d2 / c2)).item(), rel=1e-5)
+    assert norm["loss_box"].item() != pytest.approx(pix["loss_box"].item(), rel=1e-3)
+    (g_deltas,) = torch.autograd.grad(norm["loss_centerness"], [out["pred_deltas"]], allow_unused=True)
+    assert g_deltas is not None and torch.count_nonzero(g_deltas) > 0  # released: centerness trains the boxes
