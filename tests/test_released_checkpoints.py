@@ -415,3 +415,24 @@ def test_released_loss_switches():
     assert norm["loss_box"].item() != pytest.approx(pix["loss_box"].item(), rel=1e-3)
     (g_deltas,) = torch.autograd.grad(norm["loss_centerness"], [out["pred_deltas"]], allow_unused=True)
     assert g_deltas is not None and torch.count_nonzero(g_deltas) > 0  # released: centerness trains the boxes
+
+
+def test_fixed_resize_in_image_test_loader(tmp_path):
+    """COCO-style (image) evaluation uses the same fixed OpenCV resize as the video path."""
+    import cv2
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from stmask_d2.engine.trainer import STMaskTrainer as Trainer
+
+    img = np.random.RandomState(0).randint(0, 255, (30, 50, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    name = "i9_fixed_resize_images"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: [{"file_name": str(tmp_path / "a.png"), "image_id": 0,
+                                                "height": 30, "width": 50, "annotations": []}])
+        MetadataCatalog.get(name).thing_classes = ["x"]
+    cfg = load_config(released_config_path("yolact_plus_resnet50_54"))
+    cfg.merge_from_list(["INPUT.TEST_FIXED_SIZE", "[64, 48]", "DATALOADER.NUM_WORKERS", "0"])
+    batch = next(iter(Trainer.build_test_loader(cfg, name)))
+    expected = cv2.resize(img[:, :, ::-1], (64, 48), interpolation=cv2.INTER_LINEAR)  # RGB input format
+    np.testing.assert_array_equal(batch[0]["image"].permute(1, 2, 0).numpy(), expected)

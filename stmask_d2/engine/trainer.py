@@ -238,6 +238,12 @@ class STMaskTrainer(DefaultTrainer):
                 raise
             except FileNotFoundError as e:
                 raise ConfigError(f"DATASETS.TEST {dataset_name!r}: {e}") from e
+        if cfg.INPUT.TEST_RESIZE_MODE == "fixed":  # released: every image resized to TEST_FIXED_SIZE by OpenCV
+            from ..data.transforms import build_test_resize
+
+            args = DatasetMapper.from_config(cfg, is_train=False)
+            args["augmentations"] = [build_test_resize(cfg)]
+            return build_detection_test_loader(cfg, dataset_name, mapper=DatasetMapper(**args))
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
