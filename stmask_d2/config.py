@@ -219,3 +219,6 @@ def add_stmask_config(cfg):
     # Training: detach the DIoU target of the centerness loss (project default); False = released (§12 item 15: the
     # centerness loss also back-propagates into the box branch).
     _C.MODEL.STMASK.LOSS.CENTERNESS_TARGET_DETACH = True
+    # Output boxes at the original image size truncated to integer pixels (released `boxes.long()`); False keeps
+    # the float boxes (project default). Masks and results.json are not affected.
+    _C.MODEL.STMASK.TEST.TRUNCATE_BOXES = False

@@ -263,6 +263,8 @@ def test_converted_model_gives_the_same_outputs(r50_ada, tmp_path, capsys):
         torch.testing.assert_close(fa.scores, fb.scores, rtol=1e-5, atol=1e-5)
         assert fa.pred_classes.tolist() == fb.pred_classes.tolist()
         assert (fa.pred_masks != fb.pred_masks).float().mean() < 1e-3
+        assert torch.equal(fa.pred_boxes.tensor, fb.pred_boxes.tensor)
+        assert torch.equal(fa.pred_boxes.tensor, fa.pred_boxes.tensor.trunc())  # TRUNCATE_BOXES (released)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class STMask(nn.Module):
         min_size_test: int = 360,
         max_size_test: int = 640,
         test_resize: Optional[T.Augmentation] = None,
+        truncate_boxes: bool = False,
     ):
         """
         Args:
@@ -104,6 +105,7 @@ class STMask(nn.Module):
             min_size_test, max_size_test: ResizeShortestEdge of video frames.
             test_resize: resize of video frames instead of that ResizeShortestEdge (e.g. the released fixed-size
                 OpenCV resize, ``stmask_d2.data.transforms.build_test_resize``).
+            truncate_boxes: output boxes truncated to integer pixels of the original image (released).
         """
         super().__init__()
         self.backbone = backbone
@@ -131,6 +133,7 @@ class STMask(nn.Module):
         self.max_detections = max_detections
         self.mask_thresh = mask_thresh
         self.max_tracks_per_video = max_tracks_per_video
+        self.truncate_boxes = truncate_boxes
         self.test_resize = test_resize if test_resize is not None else T.ResizeShortestEdge(min_size_test,
                                                                                             max_size_test)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -177,6 +180,7 @@ class STMask(nn.Module):
             "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
             "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
             "test_resize": build_test_resize(cfg),
+            "truncate_boxes": test.TRUNCATE_BOXES,
         }
 
     @property
@@ -325,6 +329,8 @@ class STMask(nn.Module):
             dets = self._detect(head_out, protos, anchors, i, input_hw)
             inst = frame_to_original(dets, input_hw, out_hw, mask_thresh=self.mask_thresh)
             inst.remove("pred_masks_soft")
+            if self.truncate_boxes:
+                inst.pred_boxes.tensor = inst.pred_boxes.tensor.trunc()
             results.append({"instances": inst})
         return results
 
@@ -401,6 +407,8 @@ class STMask(nn.Module):
                 )
                 inst = frame_to_original(inst, input_hw, (height, width), mask_thresh=self.mask_thresh)
                 inst.remove("pred_masks_soft")
+                if self.truncate_boxes:  # released: boxes cast to integer pixels
+                    inst.pred_boxes.tensor = inst.pred_boxes.tensor.trunc()
             prev = cur
             yield inst
 
