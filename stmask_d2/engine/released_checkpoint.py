@@ -123,7 +123,7 @@ def load_authors_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """Read a released checkpoint as a flat {name: tensor} dict, on the CPU, without unpickling code objects.
 
     Accepts the authors' plain ``state_dict`` files and, for convenience, dicts that wrap one under "state_dict"
-    or "model". Raises :class:`ConversionError` (one line) for anything else.
+    or "model", and keys prefixed by "module." (DataParallel). Raises :class:`ConversionError` (one line) for anything else.
     """
     if not os.path.isfile(path):
         raise ConversionError(f"Input checkpoint '{path}' does not exist; download it from the authors' link first.")
@@ -141,6 +141,8 @@ def load_authors_checkpoint(path: str) -> Dict[str, torch.Tensor]:
             if isinstance(obj.get(wrapper), dict) and not isinstance(obj.get(wrapper), torch.Tensor):
                 obj = obj[wrapper]
                 break
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}  # saved from a (Distributed)DataParallel wrapper
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"'{path}' holds a {type(obj).__name__}, not a state dict of tensors; it is not an "
                               f"STMask / Yolact checkpoint.")
