@@ -123,7 +123,8 @@ def load_authors_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """Read a released checkpoint as a flat {name: tensor} dict, on the CPU, without unpickling code objects.
 
     Accepts the authors' plain ``state_dict`` files and, for convenience, dicts that wrap one under "state_dict"
-    or "model", and keys prefixed by "module." (DataParallel). Raises :class:`ConversionError` (one line) for anything else.
+    or "model", and keys prefixed by "module." (DataParallel). Raises :class:`ConversionError` (one line) for
+    anything else.
     """
     if not os.path.isfile(path):
         raise ConversionError(f"Input checkpoint '{path}' does not exist; download it from the authors' link first.")
@@ -252,6 +253,8 @@ _BN = ("weight", "bias", "running_mean", "running_var")
 _TOWERS = {"conf": "class", "bbox": "box", "mask": "mask", "track": "track"}
 _PREDS = {"conf": "class_pred", "mask": "coeff_pred", "track": "track_pred"}
 _FCB_PARTS = {"conv_offset": "offset_conv", "conv_adaption": "dcn", "conv": "conv"}
+_NO_COUNTERPART = {"semantic_seg_conv": "Yolact's semantic-segmentation loss conv (training only)",
+                   "maskiou_net": "Yolact++'s mask re-scoring net"}
 _TEMPORAL = {"conv1": "convs.0", "conv2": "convs.2", "conv3": "convs.4", "fc": "fc", "fc_coeff": "fc_coeff"}
 
 
@@ -341,7 +344,7 @@ def convert_state_dict(sd: Dict[str, torch.Tensor], variant: Optional[Variant] =
             out[f"tf_head.{_TEMPORAL[m.group(1)]}.{m.group(2)}"] = v
             continue
         if k.startswith(("semantic_seg_conv.", "maskiou_net.")):
-            unusable.append(f"{k}: {'semantic-segmentation loss (training only)' if k[0] == 's' else 'Yolact++ mask re-scoring net'} has no counterpart")
+            unusable.append(f"{k}: {_NO_COUNTERPART[k.split('.')[0]]} has no counterpart here")
             continue
         if not k.startswith(_HEAD):
             raise unknown(k)
