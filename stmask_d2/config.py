@@ -222,3 +222,6 @@ def add_stmask_config(cfg):
     # Output boxes at the original image size truncated to integer pixels (released `boxes.long()`); False keeps
     # the float boxes (project default). Masks and results.json are not affected.
     _C.MODEL.STMASK.TEST.TRUNCATE_BOXES = False
+    # Order of a video's tracks in results.json: "score" (descending, project default) or "first_emitted" (frame of
+    # first emission, then track id: the released results2json order). Evaluation does not depend on it.
+    _C.MODEL.STMASK.TEST.RESULTS_ORDER = "score"

@@ -438,3 +438,21 @@ def test_fixed_resize_in_image_test_loader(tmp_path):
     batch = next(iter(Trainer.build_test_loader(cfg, name)))
     expected = cv2.resize(img[:, :, ::-1], (64, 48), interpolation=cv2.INTER_LINEAR)  # RGB input format
     np.testing.assert_array_equal(batch[0]["image"].permute(1, 2, 0).numpy(), expected)
+
+
+def test_results_order_and_no_track_cap():
+    from stmask_d2.evaluation.evaluator import instances_to_ytvis_results
+    from stmask_d2.tracking import VideoResults
+
+    acc = VideoResults()
+    rle = {"size": [2, 2], "counts": "04"}
+    acc.add_frame(0, [3, 1], [0.2, 0.9], [0, 0], [rle, rle])
+    acc.add_frame(1, [0, 1], [0.5, 0.8], [1, 0], [rle, rle])
+    assert [t["track_id"] for t in acc.finalize(2)] == [1, 0, 3]
+    released = acc.finalize(2, 0, order="first_emitted")
+    assert [t["track_id"] for t in released] == [1, 3, 0]
+    out = {"video_id": 5, "length": 2, "tracks": released}
+    ids = {0: 1, 1: 2}
+    assert len(instances_to_ytvis_results(out, ids, max_tracks=0)) == 3  # 0 = no cap (released)
+    kept = instances_to_ytvis_results(out, ids, max_tracks=2, keep_order=True)
+    assert [r["score"] for r in kept] == [pytest.approx(0.85), pytest.approx(0.5)]

@@ -258,6 +258,7 @@ class STMaskTrainer(DefaultTrainer):
                 output_dir=output_folder,
                 hota=cfg.TEST.YTVIS_HOTA,
                 max_tracks_per_video=cfg.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO,
+                keep_order=cfg.MODEL.STMASK.TEST.RESULTS_ORDER != "score",
             )
         return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
 

@@ -85,6 +85,7 @@ class STMask(nn.Module):
         max_size_test: int = 640,
         test_resize: Optional[T.Augmentation] = None,
         truncate_boxes: bool = False,
+        results_order: str = "score",
     ):
         """
         Args:
@@ -106,6 +107,7 @@ class STMask(nn.Module):
             test_resize: resize of video frames instead of that ResizeShortestEdge (e.g. the released fixed-size
                 OpenCV resize, ``stmask_d2.data.transforms.build_test_resize``).
             truncate_boxes: output boxes truncated to integer pixels of the original image (released).
+            results_order: order of a video's tracks, "score" or "first_emitted" (released), see VideoResults.
         """
         super().__init__()
         self.backbone = backbone
@@ -134,6 +136,7 @@ class STMask(nn.Module):
         self.mask_thresh = mask_thresh
         self.max_tracks_per_video = max_tracks_per_video
         self.truncate_boxes = truncate_boxes
+        self.results_order = results_order
         self.test_resize = test_resize if test_resize is not None else T.ResizeShortestEdge(min_size_test,
                                                                                             max_size_test)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -181,6 +184,7 @@ class STMask(nn.Module):
             "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
             "test_resize": build_test_resize(cfg),
             "truncate_boxes": test.TRUNCATE_BOXES,
+            "results_order": test.RESULTS_ORDER,
         }
 
     @property
@@ -430,5 +434,5 @@ class STMask(nn.Module):
         return {
             "video_id": video.get("video_id"),
             "length": length,
-            "tracks": results.finalize(length, self.max_tracks_per_video),
+            "tracks": results.finalize(length, self.max_tracks_per_video, self.results_order),
         }
