@@ -95,6 +95,23 @@ def test_released_variant_converts_exactly(listing, name, config, describe):
     assert len(kept) == len(sd) - n_counters - n_dcn_bias - n_ctr
 
 
+def test_older_dcn_placement_converts_with_printed_opts(listing, tmp_path, capsys):
+    """Until 2021-06-27 the authors' R50-DCN had DCN every 3 blocks (HEAD: every 2): the converter reads the
+    placement from the file, converts exactly and prints the override to use."""
+    sd = authors_state_dict(listing["STMask_plus_resnet50_ada_dcn_interval3"])
+    path = tmp_path / "STMask_plus_resnet50_ada.pth"
+    torch.save(sd, path)
+    assert run_tool(path, tmp_path / "out.pth") == 0
+    out = capsys.readouterr().out
+    assert "exact match" in out and "--opts MODEL.RESNETS.DEFORM_INTERVAL 3 MODEL.WEIGHTS" in out
+    cfg = load_config(released_config_path("STMask_plus_resnet50_ada"))
+    cfg.merge_from_list(["MODEL.RESNETS.DEFORM_INTERVAL", "3"])
+    ckpt = torch.load(tmp_path / "out.pth", weights_only=True)
+    assert ckpt["stmask_opts"] == ["MODEL.RESNETS.DEFORM_INTERVAL", "3"]
+    _, dropped, missing = fit_to_model(ckpt["model"], target_shapes(cfg))
+    assert dropped == [] and missing == []
+
+
 def test_ytvis2021_chosen_by_file_name(listing):
     variant = detect_variant(authors_state_dict(listing["STMask_plus_resnet50"]))
     assert released_config_name(variant, "/x/STMask_plus_resnet50_YTVIS2021.pth") == "STMask_plus_resnet50_YTVIS2021"

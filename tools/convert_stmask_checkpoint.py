@@ -53,7 +53,8 @@ def main(argv=None):
         f"initialisation: {len(res['dropped'])} tensors left out, {len(res['missing'])} parameters not initialised")
     print(f"{args.input}: {res['variant'].describe()} -> {args.output} ({len(res['kept'])} tensors, {status}, "
           f"{time.perf_counter() - t0:.1f} s)")
-    print(f"Use it with: --config-file {cfg} --opts MODEL.WEIGHTS {args.output}")
+    opts = " ".join(res["opts"] + ["MODEL.WEIGHTS", args.output])
+    print(f"Use it with: --config-file {cfg} --opts {opts}")
     return 0
 
 

@@ -471,6 +471,21 @@ def fit_to_model(converted: Dict[str, torch.Tensor], shapes: Dict[str, Tuple[int
     return kept, dropped, missing
 
 
+def architecture_opts(variant: Variant, cfg) -> List[str]:
+    """Config overrides ("KEY", "VALUE", ...) that make ``cfg`` build the detected architecture where the file
+    differs from the released config in a way the keys express: the DCN placement (the authors' R50-DCN had DCN
+    every 3 blocks until 2021-06-27 and every 2 blocks since) and the tower depth. Empty when nothing differs."""
+    opts = []
+    r = cfg.MODEL.RESNETS
+    if list(r.DEFORM_ON_PER_STAGE) != variant.deform_stages:
+        opts += ["MODEL.RESNETS.DEFORM_ON_PER_STAGE", str(variant.deform_stages)]
+    if any(variant.deform_stages) and r.DEFORM_INTERVAL != variant.deform_interval:
+        opts += ["MODEL.RESNETS.DEFORM_INTERVAL", str(variant.deform_interval)]
+    if variant.family == "stmask" and cfg.MODEL.STMASK.HEAD.NUM_TOWER_CONVS != variant.num_tower_convs:
+        opts += ["MODEL.STMASK.HEAD.NUM_TOWER_CONVS", str(variant.num_tower_convs)]
+    return opts
+
+
 def _summarise(names: List[str], limit: int = 12) -> str:
     """Group names by module (strip the parameter name) and shorten the list."""
     groups = []
@@ -490,8 +505,11 @@ def convert_checkpoint(in_path: str, out_path: str, config_file: Optional[str] =
     into a video config) the tensors that do not fit are left out and listed in one warning, as are the target
     parameters left uninitialised. Nothing is written when anything fails (atomic write).
 
+    When the file's DCN placement or tower depth differs from the released config, the matching overrides
+    (:func:`architecture_opts`) are applied and returned in "opts": pass them with ``--opts`` when using the output.
+
     Returns:
-        dict with "variant", "config", "kept", "dropped" (list), "missing" (list), "exact" (bool).
+        dict with "variant", "config", "opts" (list), "kept", "dropped" (list), "missing" (list), "exact" (bool).
     """
     from ..utils.io import atomic_write
 
@@ -503,7 +521,13 @@ def convert_checkpoint(in_path: str, out_path: str, config_file: Optional[str] =
         config_file = released_config_path(released_config_name(variant, in_path))
         if variant.family == "yolact" or variant.kind == "image":
             exact_wanted = False  # initialisation weights, not a released STMask model
-    shapes = target_shapes(load_config(config_file))
+    cfg = load_config(config_file)
+    opts = architecture_opts(variant, cfg) if exact_wanted else []
+    if opts:
+        cfg.merge_from_list(opts)
+        logger.warning(f"{os.path.basename(in_path)} differs from {os.path.relpath(config_file)} in its architecture; "
+                       f"use the config with --opts {' '.join(opts)}")
+    shapes = target_shapes(cfg)
     kept, dropped, missing = fit_to_model(converted, shapes)
     dropped = unusable + dropped
     exact = not dropped and not missing
@@ -526,7 +550,8 @@ def convert_checkpoint(in_path: str, out_path: str, config_file: Optional[str] =
             "matching_heuristics": False,
             "stmask_variant": variant.describe(),
             "stmask_config": os.path.relpath(config_file),
+            "stmask_opts": opts,
         }
         atomic_write(out_path, lambda f: torch.save(data, f))
-    return {"variant": variant, "config": config_file, "kept": kept, "dropped": dropped, "missing": missing,
-            "exact": exact}
+    return {"variant": variant, "config": config_file, "opts": opts, "kept": kept, "dropped": dropped,
+            "missing": missing, "exact": exact}
