@@ -330,6 +330,15 @@ class _Evil:
         return (os.system, ("echo pwned",))
 
 
+def test_unwritable_output_one_line(tmp_path, listing, capsys):
+    sd = authors_state_dict(listing["STMask_plus_resnet50_ali"])
+    path = tmp_path / "in.pth"
+    torch.save(sd, path)
+    (tmp_path / "file").write_text("x")
+    assert run_tool(path, tmp_path / "file" / "out.pth") == 2  # a folder that is a file
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("kind", ["unknown_key", "garbage", "pickle_object", "missing"])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, listing, kind, capsys):
     path = tmp_path / "in.pth"

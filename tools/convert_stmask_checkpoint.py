@@ -43,8 +43,8 @@ def main(argv=None):
         if os.path.abspath(args.input) == os.path.abspath(args.output):
             raise ValueError("OUT.pth must differ from IN.pth (the authors' file is kept unchanged).")
         res = convert_checkpoint(args.input, args.output, args.config)
-    except Exception as e:  # user errors: one line, exit 2
-        if not (is_user_error(e) or isinstance(e, ValueError)):
+    except Exception as e:  # user errors (incl. an unwritable OUT.pth): one line, exit 2
+        if not (is_user_error(e) or isinstance(e, (ValueError, OSError))):
             raise
         print(f"convert_stmask_checkpoint: {one_line(e)}", file=sys.stderr)
         return 2
