@@ -198,13 +198,15 @@ def detect_variant(sd: Dict[str, torch.Tensor]) -> Variant:
     """
     unknown = _first_unknown(sd, ("backbone.", "fpn.", "proto_net.", _HEAD, "TemporalNet.", "semantic_seg_conv.",
                                   "maskiou_net."))
-    if unknown is not None or "backbone.conv1.weight" not in sd or "backbone.layers.2.0.conv1.weight" not in sd:
-        first = unknown or next(iter(sd))
+    if unknown is not None:
         raise ConversionError(
-            f"Unknown key '{first}': this is not an STMask / Yolact(++) checkpoint of MinghanLi/STMask or "
+            f"Unknown key '{unknown}': this is not an STMask / Yolact(++) checkpoint of MinghanLi/STMask or "
             f"dbolya/yolact (expected backbone.*, fpn.*, proto_net.*, prediction_layers.0.*, TemporalNet.*)."
         )
-    n_res4 = 1 + max(int(_BLOCK.match(k).group(2)) for k in sd if k.startswith("backbone.layers.2."))
+    for required in ("backbone.conv1.weight", "backbone.layers.2.0.conv1.weight", "fpn.lat_layers.0.weight"):
+        if required not in sd:
+            raise ConversionError(f"Key '{required}' is missing: the checkpoint is incomplete (re-download it).")
+    n_res4 = 1 + max(int(m.group(2)) for m in map(_BLOCK.match, sd) if m and m.group(1) == "2")
     depth = {6: 50, 23: 101}.get(n_res4)
     if depth is None:
         raise ConversionError(f"Unsupported backbone: its third stage has {n_res4} blocks (R50: 6, R101: 23).")
