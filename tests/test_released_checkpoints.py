@@ -343,7 +343,7 @@ def test_unwritable_output_one_line(tmp_path, listing, capsys):
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, listing, kind, capsys):
     path = tmp_path / "in.pth"
     if kind == "unknown_key":
-        sd = authors_state_dict(listing["STMask_plus_resnet50_ali"][:40])
+        sd = authors_state_dict(listing["STMask_plus_resnet50_ali"])
         sd["prediction_layers.0.foo_layer.weight"] = torch.zeros(3)
         sd = {"prediction_layers.0.foo_layer.weight": sd.pop("prediction_layers.0.foo_layer.weight"), **sd}
         torch.save(sd, path)
