@@ -1,9 +1,9 @@
 """Conversion of the authors' released checkpoints (tools/convert_stmask_checkpoint.py,
 stmask_d2.engine.released_checkpoint) and the configs/released/*.yaml configs.
 
-The authors' key names and shapes come from tests/data/authors_checkpoint_keys.json.gz, a listing generated from
-the structure of their model definitions (MinghanLi/STMask, dbolya/yolact) and checked against the key listings
-of two real released checkpoints (STMask_plus_resnet50_{ada,ali}.pth). Values are random here.
+The authors' key names and shapes come from tests/data/authors_checkpoint_keys.json.gz, a listing written by
+tests/data/make_authors_checkpoint_keys.py from the structure of their model definitions (MinghanLi/STMask,
+dbolya/yolact) and checked against the key listings of STMask_plus_resnet50_{ada,ali}.pth. Values are random here.
 """
 import glob
 import gzip
