@@ -65,10 +65,11 @@ class YTVISResultsBuilder:
     contiguous + 1 (the YouTube-VIS convention of ids starting at 1).
     """
 
-    def __init__(self, video_id=1, metadata=None, score_thresh=0.0, max_tracks=100):
+    def __init__(self, video_id=1, metadata=None, score_thresh=0.0, max_tracks=100, order="score"):
         self.video_id = video_id
         self.score_thresh = float(score_thresh)
         self.max_tracks = max_tracks
+        self.order = order
         id_map = getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
         self._to_dataset_id = {int(v): int(k) for k, v in id_map.items()} if id_map else None
         self._acc = VideoResults()
@@ -105,7 +106,7 @@ class YTVISResultsBuilder:
                 "category_id": self.dataset_category(tr["category_id"]),
                 "segmentations": tr["segmentations"],
             }
-            for tr in self._acc.finalize(self.length, self.max_tracks)
+            for tr in self._acc.finalize(self.length, self.max_tracks, self.order)
         ]
 
 
@@ -138,7 +139,8 @@ class VideoPredictor:
 
     def results_builder(self, video_id=1, score_thresh=0.0):
         return YTVISResultsBuilder(video_id, self.metadata, score_thresh,
-                                   max_tracks=self.cfg.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO)
+                                   max_tracks=self.cfg.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO,
+                                   order=self.cfg.MODEL.STMASK.TEST.RESULTS_ORDER)
 
     def __call__(self, frames, height, width):
         current = [None]

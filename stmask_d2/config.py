@@ -218,3 +218,25 @@ def add_stmask_config(cfg):
     # JSON, bad RLE): False (default) stops with one line naming dataset, video id, frame index, file and fix;
     # True skips the sample (another one is drawn) and logs the running count of skipped frames.
     _C.DATALOADER.SKIP_BAD_FRAMES = False
+    # ---------------------------------------------------------------------------------------------------------
+    # Released-behaviour switches (issue 9: configs/released/*.yaml set them to run the authors' checkpoints
+    # exactly as their eval.py does; the project defaults above stay as they are).
+    # ---------------------------------------------------------------------------------------------------------
+    # Test-time resize of video frames: "shortest_edge" (Detectron2 ResizeShortestEdge(MIN_SIZE_TEST,
+    # MAX_SIZE_TEST), aspect kept) or "fixed" (released: cv2.resize to TEST_FIXED_SIZE, INTER_LINEAR on the uint8
+    # frame, aspect NOT kept; padded at the bottom/right to /32 like every input).
+    _C.INPUT.TEST_RESIZE_MODE = "shortest_edge"
+    # (width, height) of the "fixed" test resize (released YouTube-VIS / OVIS: 640x360 -> network input 384x640).
+    _C.INPUT.TEST_FIXED_SIZE = [640, 360]
+    # Training: DIoU of the box loss (and the centerness target) on boxes divided by the padded input size, as
+    # released (§12 item 16); False computes it in pixels (project default).
+    _C.MODEL.STMASK.LOSS.DIOU_NORMALIZED = False
+    # Training: detach the DIoU target of the centerness loss (project default); False = released (§12 item 15: the
+    # centerness loss also back-propagates into the box branch).
+    _C.MODEL.STMASK.LOSS.CENTERNESS_TARGET_DETACH = True
+    # Output boxes at the original image size truncated to integer pixels (released `boxes.long()`); False keeps
+    # the float boxes (project default). Masks and results.json are not affected.
+    _C.MODEL.STMASK.TEST.TRUNCATE_BOXES = False
+    # Order of a video's tracks in results.json: "score" (descending, project default) or "first_emitted" (frame of
+    # first emission, then track id: the released results2json order). Evaluation does not depend on it.
+    _C.MODEL.STMASK.TEST.RESULTS_ORDER = "score"

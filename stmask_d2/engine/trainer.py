@@ -255,6 +255,12 @@ class STMaskTrainer(DefaultTrainer):
                 raise
             except FileNotFoundError as e:
                 raise ConfigError(f"DATASETS.TEST {dataset_name!r}: {e}") from e
+        if cfg.INPUT.TEST_RESIZE_MODE == "fixed":  # released: every image resized to TEST_FIXED_SIZE by OpenCV
+            from ..data.transforms import build_test_resize
+
+            args = DatasetMapper.from_config(cfg, is_train=False)
+            args["augmentations"] = [build_test_resize(cfg)]
+            return build_detection_test_loader(cfg, dataset_name, mapper=DatasetMapper(**args))
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
@@ -269,6 +275,7 @@ class STMaskTrainer(DefaultTrainer):
                 output_dir=output_folder,
                 hota=cfg.TEST.YTVIS_HOTA,
                 max_tracks_per_video=cfg.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO,
+                keep_order=cfg.MODEL.STMASK.TEST.RESULTS_ORDER != "score",
             )
         return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
 

@@ -34,15 +34,24 @@ def _rle_json(seg):
     return {"size": [int(seg["size"][0]), int(seg["size"][1])], "counts": counts}
 
 
-def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=100):
+def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=100,
+                               keep_order=False):
     """One video's model output -> list of YouTube-VIS result entries (dataset category ids, str RLE counts).
 
     Keeps the ``max_tracks`` highest-scoring tracks (the official metric uses at most 100 per video and
-    category). Segmentation lists are padded with None / cut to ``length`` when given, with a warning.
+    category; 0 or None keeps all), sorted by score unless ``keep_order`` (then in the model's order). Segmentation lists are padded with None / cut to ``length`` when given, with a warning.
     """
     video_id = output.get("video_id", video_id) if video_id is None else video_id
     length = output.get("length", length) if length is None else length
-    tracks = sorted(output.get("tracks", []), key=lambda t: -float(t["score"]))[:max_tracks]
+    tracks = list(output.get("tracks", []))
+    by_score = sorted(tracks, key=lambda t: -float(t["score"]))
+    if max_tracks is not None and max_tracks > 0:
+        by_score = by_score[:max_tracks]
+    if keep_order:
+        kept = {id(t) for t in by_score}
+        tracks = [t for t in tracks if id(t) in kept]
+    else:
+        tracks = by_score
     out = []
     for tr in tracks:
         cat = int(tr["category_id"])
@@ -70,12 +79,14 @@ class YTVISEvaluator(DatasetEvaluator):
     where undefined) if the dataset has annotations, else ``{}``.
     """
 
-    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=100):
+    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=100,
+                 keep_order=False):
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
         self._hota = hota
         self._max_tracks = max_tracks_per_video
+        self._keep_order = keep_order  # True: tracks in the model's order (MODEL.STMASK.TEST.RESULTS_ORDER)
         self._metadata = MetadataCatalog.get(dataset_name)
         self._json_file = getattr(self._metadata, "json_file", None)
         self._id_map = None
@@ -103,7 +114,8 @@ class YTVISEvaluator(DatasetEvaluator):
             vid = inp.get("video_id", out.get("video_id"))
             self._predictions.append(
                 (vid, instances_to_ytvis_results(out, id_map, length=inp.get("length", out.get("length")),
-                                                 video_id=vid, max_tracks=self._max_tracks))
+                                                 video_id=vid, max_tracks=self._max_tracks,
+                                                 keep_order=self._keep_order))
             )
 
     def evaluate(self):

@@ -87,6 +87,8 @@ class STMaskLosses(nn.Module):
         mask_weight: float = 6.125,
         mask_box_enlarge: float = 1.2,
         track_weight: float = 5.0,
+        diou_normalized: bool = False,
+        centerness_target_detach: bool = True,
     ):
         """
         Args:
@@ -103,6 +105,10 @@ class STMaskLosses(nn.Module):
             centerness_weight: weight of the centerness loss (0 disables it).
             mask_weight: weight of L_M. mask_box_enlarge: training crop = predicted box enlarged by this.
             track_weight: weight of L_T (0 disables it).
+            diou_normalized: compute DIoU on boxes divided by the padded input size (released, §12 item 16)
+                instead of pixels.
+            centerness_target_detach: detach the DIoU target of the centerness loss (False = released, §12 item 15:
+                the centerness loss also trains the box branch).
         """
         super().__init__()
         assert class_type in ("softmax_ohem", "focal"), f"LOSS.CLASS_TYPE must be softmax_ohem|focal, got {class_type}"
@@ -122,6 +128,8 @@ class STMaskLosses(nn.Module):
         self.mask_weight = mask_weight
         self.mask_box_enlarge = mask_box_enlarge
         self.track_weight = track_weight
+        self.diou_normalized = diou_normalized
+        self.centerness_target_detach = centerness_target_detach
 
     @classmethod
     def from_config(cls, cfg):
@@ -142,6 +150,8 @@ class STMaskLosses(nn.Module):
             "mask_weight": L.MASK_WEIGHT,
             "mask_box_enlarge": L.MASK_BOX_ENLARGE,
             "track_weight": L.TRACK_WEIGHT,
+            "diou_normalized": L.DIOU_NORMALIZED,
+            "centerness_target_detach": L.CENTERNESS_TARGET_DETACH,
         }
 
     # ------------------------------------------------------------------------------------------------------
@@ -215,7 +225,11 @@ class STMaskLosses(nn.Module):
         deltas_p = deltas[pos]
         gt_p = gt_boxes_a[pos]
         pred_boxes_p = self.box2box_transform.apply_deltas(deltas_p, anchors_p)
-        diou_l = _diou_loss(pred_boxes_p, gt_p)  # 1 - DIoU, pixel coordinates
+        if self.diou_normalized:  # released: coordinates / padded input size (distorts d^2 / c^2)
+            scale = pred_boxes_p.new_tensor([image_size[1], image_size[0], image_size[1], image_size[0]])
+            diou_l = _diou_loss(pred_boxes_p / scale, gt_p / scale)
+        else:
+            diou_l = _diou_loss(pred_boxes_p, gt_p)  # 1 - DIoU, pixel coordinates
         if self.box_type == "diou":
             losses["loss_box"] = self.box_weight * (wF * diou_l).sum()
         else:
@@ -227,7 +241,9 @@ class STMaskLosses(nn.Module):
             losses["loss_box"] = self.smooth_l1_weight * (wF * sl1).sum()
         if self.centerness_weight > 0 and "pred_centerness" in outputs:
             ctr_p = outputs["pred_centerness"][pos]
-            target = (1.0 - diou_l).detach()  # §12 item 15 fixed: no gradient into the box branch
+            target = 1.0 - diou_l
+            if self.centerness_target_detach:  # §12 item 15 fixed: no gradient into the box branch
+                target = target.detach()
             sl1 = smooth_l1_loss(ctr_p, target, beta=1.0, reduction="none")
             losses["loss_centerness"] = self.centerness_weight * (wF * sl1).sum()
 

@@ -19,6 +19,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_anchor_generator, buil
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import BitMasks, Boxes, ImageList, Instances, PolygonMasks
 
+from ..data.transforms import build_test_resize
 from ..layers import assemble_masks, encode_masks_rle
 from ..tracking import OnlineTracker, VideoResults
 from ..utils.timer import NullTimer
@@ -82,6 +83,9 @@ class STMask(nn.Module):
         max_tracks_per_video: int = 100,
         min_size_test: int = 360,
         max_size_test: int = 640,
+        test_resize: Optional[T.Augmentation] = None,
+        truncate_boxes: bool = False,
+        results_order: str = "score",
     ):
         """
         Args:
@@ -100,6 +104,10 @@ class STMask(nn.Module):
             mask_thresh: binarisation threshold of the soft masks.
             max_tracks_per_video: tracks kept per video (by score) in the results.
             min_size_test, max_size_test: ResizeShortestEdge of video frames.
+            test_resize: resize of video frames instead of that ResizeShortestEdge (e.g. the released fixed-size
+                OpenCV resize, ``stmask_d2.data.transforms.build_test_resize``).
+            truncate_boxes: output boxes truncated to integer pixels of the original image (released).
+            results_order: order of a video's tracks, "score" or "first_emitted" (released), see VideoResults.
         """
         super().__init__()
         self.backbone = backbone
@@ -127,7 +135,10 @@ class STMask(nn.Module):
         self.max_detections = max_detections
         self.mask_thresh = mask_thresh
         self.max_tracks_per_video = max_tracks_per_video
-        self.test_resize = T.ResizeShortestEdge(min_size_test, max_size_test)
+        self.truncate_boxes = truncate_boxes
+        self.results_order = results_order
+        self.test_resize = test_resize if test_resize is not None else T.ResizeShortestEdge(min_size_test,
+                                                                                            max_size_test)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.timer = NullTimer()  # the benchmark swaps in a StageTimer
@@ -171,6 +182,9 @@ class STMask(nn.Module):
             "max_tracks_per_video": test.MAX_TRACKS_PER_VIDEO,
             "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
             "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+            "test_resize": build_test_resize(cfg),
+            "truncate_boxes": test.TRUNCATE_BOXES,
+            "results_order": test.RESULTS_ORDER,
         }
 
     @property
@@ -319,6 +333,8 @@ class STMask(nn.Module):
             dets = self._detect(head_out, protos, anchors, i, input_hw)
             inst = frame_to_original(dets, input_hw, out_hw, mask_thresh=self.mask_thresh)
             inst.remove("pred_masks_soft")
+            if self.truncate_boxes:
+                inst.pred_boxes.tensor = inst.pred_boxes.tensor.trunc()
             results.append({"instances": inst})
         return results
 
@@ -399,6 +415,8 @@ class STMask(nn.Module):
                 inst = frame_to_original(inst, input_hw, (height, width), mask_thresh=self.mask_thresh,
                                          lazy_masks=lazy_masks)
                 inst.remove("pred_masks_soft")
+                if self.truncate_boxes:  # released: boxes cast to integer pixels
+                    inst.pred_boxes.tensor = inst.pred_boxes.tensor.trunc()
             prev = cur
             yield inst
 
@@ -420,5 +438,5 @@ class STMask(nn.Module):
         return {
             "video_id": video.get("video_id"),
             "length": length,
-            "tracks": results.finalize(length, self.max_tracks_per_video),
+            "tracks": results.finalize(length, self.max_tracks_per_video, self.results_order),
         }

@@ -55,14 +55,16 @@ class VideoResults:
             rec["classes"].append(int(c))
             rec["rles"].append(rle)
 
-    def finalize(self, video_length, max_tracks=None):
+    def finalize(self, video_length, max_tracks=None, order="score"):
         """
         Args:
             video_length (int): number of frames of the video (length of every ``segmentations`` list).
             max_tracks (int or None): keep the best-scoring tracks only (None or <= 0: keep all).
+            order (str): "score": by descending score (ties: smaller track id first); "first_emitted": by the
+                frame of first emission, then track id (the released results.json order).
         Returns:
             list[dict]: ``{"track_id": int, "score": float, "category_id": int, "segmentations": [RLE | None] *
-            video_length}``, sorted by descending score (ties: smaller track id first).
+            video_length}`` in ``order``.
         """
         out = []
         for tid, rec in self._tracks.items():
@@ -83,4 +85,9 @@ class VideoResults:
         out.sort(key=lambda d: (-d["score"], d["track_id"]))
         if max_tracks is not None and max_tracks > 0:
             out = out[:max_tracks]
+        if order == "first_emitted":
+            first = {tid: min(rec["frames"]) for tid, rec in self._tracks.items()}
+            out.sort(key=lambda d: (first[d["track_id"]], d["track_id"]))
+        elif order != "score":
+            raise ValueError(f"MODEL.STMASK.TEST.RESULTS_ORDER must be 'score' or 'first_emitted', got {order!r}")
         return out

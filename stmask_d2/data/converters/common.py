@@ -1,7 +1,7 @@
 """Shared parts of the converters into YouTube-VIS JSON: the error type, RLE validation, frame listing and the
 :class:`YTVISBuilder` that collects per-frame masks of tracks and writes the YouTube-VIS train-format JSON.
 
-Output format (``shared/YTVIS_FORMAT.md``)::
+Output format (``docs/YTVIS_FORMAT.md``)::
 
     {"info": {...}, "licenses": [],
      "videos": [{"id", "width", "height", "length", "file_names": [path relative to the image root]}],
