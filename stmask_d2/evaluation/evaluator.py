@@ -34,15 +34,18 @@ def _rle_json(seg):
     return {"size": [int(seg["size"][0]), int(seg["size"][1])], "counts": counts}
 
 
-def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=100):
+def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=0):
     """One video's model output -> list of YouTube-VIS result entries (dataset category ids, str RLE counts).
 
-    Keeps the ``max_tracks`` highest-scoring tracks (the official metric uses at most 100 per video and
-    category). Segmentation lists are padded with None / cut to ``length`` when given, with a warning.
+    Keeps the ``max_tracks`` highest-scoring tracks; ``max_tracks`` <= 0 or None (default, released): every track
+    (the official metric applies its maxDets of 100 per video *and* category itself). Segmentation lists are padded
+    with None / cut to ``length`` when given, with a warning.
     """
     video_id = output.get("video_id", video_id) if video_id is None else video_id
     length = output.get("length", length) if length is None else length
-    tracks = sorted(output.get("tracks", []), key=lambda t: -float(t["score"]))[:max_tracks]
+    tracks = sorted(output.get("tracks", []), key=lambda t: -float(t["score"]))
+    if max_tracks is not None and max_tracks > 0:
+        tracks = tracks[:max_tracks]
     out = []
     for tr in tracks:
         cat = int(tr["category_id"])
@@ -70,7 +73,7 @@ class YTVISEvaluator(DatasetEvaluator):
     where undefined) if the dataset has annotations, else ``{}``.
     """
 
-    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=100):
+    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=0):
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
