@@ -3,11 +3,14 @@
 The sampling grid of a kh x kw kernel is moved and stretched like the anchor box the kernel's predicted deltas
 describe: tap (r, c) samples at (r + Δy + Δh·r, c + Δx + Δw·c) relative to the kernel centre, in feature cells.
 """
+import math
 from typing import Optional, Sequence
 
 import torch
 
 __all__ = ["aligned_offsets"]
+
+_SCALE_CLAMP = math.log(1000.0 / 16)  # Detectron2's default Box2BoxTransform scale_clamp
 
 
 def aligned_offsets(deltas: torch.Tensor, kernel_size: Sequence[int],
@@ -35,6 +38,10 @@ def aligned_offsets(deltas: torch.Tensor, kernel_size: Sequence[int],
     assert four == 4, f"deltas must be (N, 4, H, W), got {tuple(deltas.shape)}"
     ah, aw = (kh, kw) if anchor_cells is None else (float(anchor_cells[0]), float(anchor_cells[1]))
     tx, ty, tw, th = deltas.unbind(dim=1)  # (N, H, W) each
+    # the box scale is clamped as Box2BoxTransform decodes it (0.2 * t <= log(1000 / 16)): untrained heads can give
+    # huge deltas, and exp() would overflow to inf offsets (NaN in the deformable conv)
+    tw = tw.clamp(max=_SCALE_CLAMP / 0.2)
+    th = th.clamp(max=_SCALE_CLAMP / 0.2)
     dx_shift = (0.1 * aw) * tx
     dy_shift = (0.1 * ah) * ty
     if ah == kh and aw == kw:
