@@ -211,6 +211,9 @@ def add_stmask_config(cfg):
     # an identity propagation: missing tracks emitted for MAX_MISSING_OUTPUT frames with their last box and
     # coefficients on the current prototypes, decaying score). Ignored when TF is enabled.
     _C.MODEL.STMASK.TRACKER.NO_TF_MODE = "released"
+    # STMask always predicts masks: Detectron2's DatasetMapper keeps the instance masks of image datasets (COCO,
+    # video frames as images) only when MASK_ON is True (its default False trained image batches without L_M).
+    _C.MODEL.MASK_ON = True
 
     # Evaluation
     _C.TEST.YTVIS_HOTA = False  # also compute HOTA / DetA / AssA with trackeval in YTVISEvaluator

@@ -229,3 +229,10 @@ def test_stem_trains_by_default():
     add_stmask_config(cfg)
     cfg.merge_from_file("configs/Base-STMask.yaml")
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 0
+
+
+def test_image_batches_keep_masks():
+    """Detectron2's DatasetMapper keeps instance masks only with MODEL.MASK_ON (frame-level / COCO training)."""
+    cfg = get_cfg()
+    add_stmask_config(cfg)
+    assert cfg.MODEL.MASK_ON
