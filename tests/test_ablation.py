@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from stmask_d2.engine.ablation import TABLES, format_table, load_cfg, prepare_synthetic, run_table, small_row_opts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

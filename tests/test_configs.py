@@ -9,7 +9,6 @@ COCO, OVIS / YTVIS 2021, synthetic); the rest of the configs run under the ``slo
 import glob
 import os
 
-import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg

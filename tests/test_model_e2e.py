@@ -2,7 +2,6 @@
 train_net's --eval-only path and YTVISEvaluator, evaluate frames with COCOEvaluator, train on single images."""
 import json
 import os
-import sys
 
 import pytest
 import torch

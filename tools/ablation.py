@@ -52,7 +52,7 @@ def main(argv=None):
     m = p.add_argument_group("model")
     m.add_argument("--base-config", default=SMALL_BASE, help="small base config the rows' keys are applied to")
     m.add_argument("--full-configs", action="store_true", help="use the rows' real configs unchanged")
-    m.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    m.add_argument("--threads", type=int, default=2, help="torch threads per run (runs are sequential)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE pairs for every run")
     args = p.parse_args(argv)
 
