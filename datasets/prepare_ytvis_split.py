@@ -9,53 +9,14 @@ image root. The split is reproducible: videos are sorted by id and shuffled with
     # -> datasets/ytvis_2019/train_sub.json, datasets/ytvis_2019/valid_sub.json
 """
 import argparse
-import json
-import math
 import os
+import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's stmask_d2
+
+from stmask_d2.data.split import prepare_ytvis_split, split_ytvis_json  # noqa: E402
 
 __all__ = ["split_ytvis_json", "prepare_ytvis_split"]
-
-
-def split_ytvis_json(json_file, out_dir=None, valid_fraction=0.1, seed=0,
-                     train_name="train_sub.json", valid_name="valid_sub.json"):
-    """Write the two halves next to ``json_file`` (or into ``out_dir``); returns (train_sub path, valid_sub path).
-
-    ``valid_fraction`` of the videos (rounded up, at least 1 and at most all but one when there are >= 2 videos)
-    go to valid_sub.
-    """
-    if not 0 < valid_fraction < 1:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"annotation file {json_file!r} does not exist")
-    with open(json_file) as f:
-        data = json.load(f)
-    if not data.get("annotations"):
-        raise ValueError(f"{json_file} has no annotations; split a train file, not a valid/test file.")
-    video_ids = sorted(v["id"] for v in data["videos"])
-    n = len(video_ids)
-    n_valid = min(max(1, math.ceil(n * valid_fraction)), max(n - 1, 1))
-    perm = np.random.RandomState(seed).permutation(n)
-    valid_ids = {video_ids[i] for i in perm[:n_valid]}
-
-    def subset(ids):
-        out = {k: v for k, v in data.items() if k not in ("videos", "annotations")}
-        out["videos"] = [v for v in data["videos"] if v["id"] in ids]
-        out["annotations"] = [a for a in data["annotations"] if a["video_id"] in ids]
-        return out
-
-    out_dir = out_dir or os.path.dirname(os.path.abspath(json_file))
-    os.makedirs(out_dir, exist_ok=True)
-    paths = (os.path.join(out_dir, train_name), os.path.join(out_dir, valid_name))
-    for path, ids in zip(paths, (set(video_ids) - valid_ids, valid_ids)):
-        with open(path, "w") as f:
-            json.dump(subset(ids), f)
-    print(f"{json_file}: {n - n_valid} videos -> {paths[0]}, {n_valid} videos -> {paths[1]}")
-    return paths
-
-
-prepare_ytvis_split = split_ytvis_json  # alias named after the script
 
 
 def main(argv=None):

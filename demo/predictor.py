@@ -65,7 +65,7 @@ class YTVISResultsBuilder:
     contiguous + 1 (the YouTube-VIS convention of ids starting at 1).
     """
 
-    def __init__(self, video_id=1, metadata=None, score_thresh=0.0, max_tracks=100, order="score"):
+    def __init__(self, video_id=1, metadata=None, score_thresh=0.0, max_tracks=0, order="score"):
         self.video_id = video_id
         self.score_thresh = float(score_thresh)
         self.max_tracks = max_tracks

@@ -43,7 +43,8 @@ def add_stmask_config(cfg):
     # torchvision.ops.deform_conv2d (no compiled extension), and a Yolact-style FPN P3-P7.
     # ---------------------------------------------------------------------------------------------------------
     _C.MODEL.BACKBONE.NAME = "build_stmask_resnet_fpn_backbone"
-    _C.MODEL.BACKBONE.FREEZE_AT = 1
+    # 0 (released): the stem and every stage train (BN stays frozen through NORM "FrozenBN"); 1 freezes the stem.
+    _C.MODEL.BACKBONE.FREEZE_AT = 0
     _C.MODEL.RESNETS.DEPTH = 50
     _C.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
     _C.MODEL.RESNETS.STRIDE_IN_1X1 = False  # torchvision layout: stride on the 3x3 conv (§1)
@@ -160,7 +161,9 @@ def add_stmask_config(cfg):
     _C.MODEL.STMASK.TEST.CROSS_CLASS_NMS = True
     _C.MODEL.STMASK.TEST.MAX_DETECTIONS = 100  # per image after per-class NMS
     _C.MODEL.STMASK.TEST.MASK_THRESH = 0.5  # binarisation threshold of the soft masks
-    _C.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO = 100  # tracks kept per video in the results (official maxDets)
+    # Tracks kept per video (best scores) in the results; 0 = every track (released; the official maxDets of 100
+    # is applied per video and category by the evaluation itself).
+    _C.MODEL.STMASK.TEST.MAX_TRACKS_PER_VIDEO = 0
 
     # Temporal fusion (§7, paper eqs. 10-14).
     _C.MODEL.STMASK.TF = CN()
@@ -199,6 +202,18 @@ def add_stmask_config(cfg):
     _C.SOLVER.WARMUP_ITERS = 500
     # Skip the optimizer step (with a warning) when the total loss is not finite (released behaviour).
     _C.SOLVER.SKIP_NONFINITE_LOSS = True
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Issue 10 (ablations as released)
+    # ---------------------------------------------------------------------------------------------------------
+    # Tracker of a model without TF: "released" (layers/functions/track.py: tracks compared with their last
+    # detection, no propagation, only the current frame's detections emitted) or "propagate" (the TF tracker with
+    # an identity propagation: missing tracks emitted for MAX_MISSING_OUTPUT frames with their last box and
+    # coefficients on the current prototypes, decaying score). Ignored when TF is enabled.
+    _C.MODEL.STMASK.TRACKER.NO_TF_MODE = "released"
+    # STMask always predicts masks: Detectron2's DatasetMapper keeps the instance masks of image datasets (COCO,
+    # video frames as images) only when MASK_ON is True (its default False trained image batches without L_M).
+    _C.MODEL.MASK_ON = True
 
     # Evaluation
     _C.TEST.YTVIS_HOTA = False  # also compute HOTA / DetA / AssA with trackeval in YTVISEvaluator

@@ -22,11 +22,8 @@ TINY_OPTS = [
 
 def make_tiny_dataset(out_dir, num_videos=4, num_frames=4, **kw):
     """The synthetic generator's dataset, 64x96 frames; returns (json_file, image_root)."""
-    sys.path.insert(0, os.path.join(ROOT, "datasets"))
-    try:
-        from make_synthetic_vis import make_synthetic_vis
-    finally:
-        sys.path.pop(0)
+    from stmask_d2.data.synthetic import make_synthetic_vis
+
     json_file = make_synthetic_vis(str(out_dir), num_videos=num_videos, num_frames=num_frames, height=64, width=96,
                                    **kw)
     return json_file, os.path.join(str(out_dir), "JPEGImages")

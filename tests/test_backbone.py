@@ -124,8 +124,8 @@ def test_fpn_semantics():
     torch.manual_seed(0)
     cfg = _cfg(50, 2)
     m = build_stmask_resnet_fpn_backbone(cfg, ShapeSpec(channels=3)).eval()
-    # FREEZE_AT 1: the stem is frozen, FrozenBN everywhere
-    assert all(not p.requires_grad for p in m.bottom_up.stem.parameters())
+    # FREEZE_AT 0 (released): the stem trains; FrozenBN everywhere (no BN parameters)
+    assert all(p.requires_grad for p in m.bottom_up.stem.parameters())
     assert torch.all(m.pred_layers[0].bias == 0) and torch.all(m.lat_layers[0].bias == 0)
     with torch.no_grad():
         for conv in m.downsample_layers:

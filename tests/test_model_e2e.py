@@ -2,7 +2,6 @@
 train_net's --eval-only path and YTVISEvaluator, evaluate frames with COCOEvaluator, train on single images."""
 import json
 import os
-import sys
 
 import pytest
 import torch
@@ -10,11 +9,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.events import EventStorage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "datasets"))
-sys.path.insert(0, ROOT)
 
-from make_synthetic_vis import make_synthetic_vis  # noqa: E402
-from prepare_ytvis_split import split_ytvis_json  # noqa: E402
+from stmask_d2.data.split import split_ytvis_json  # noqa: E402
+from stmask_d2.data.synthetic import make_synthetic_vis  # noqa: E402
 
 from stmask_d2.data import register_ytvis_frames, register_ytvis_instances  # noqa: E402
 from stmask_d2.engine import STMaskTrainer, setup_cfg  # noqa: E402

@@ -161,11 +161,11 @@ def test_fcb_path(mode):
     assert head.class_pred[1].conv.weight.grad is not None
 
 
-def test_fcb_from_config_and_scale_error():
+def test_fcb_from_config_and_several_anchors_per_kernel():
     cfg = _cfg()
     cfg.MODEL.STMASK.FCB.MODE = "ada"
     head = build_prediction_head(cfg, [ShapeSpec(channels=16)])
     assert isinstance(head.class_pred, torch.nn.ModuleList) and isinstance(head.coeff_pred, FCAConvs)
-    cfg.MODEL.ANCHOR_GENERATOR.SCALES = [1.0, 2.0]
-    with pytest.raises(ValueError, match="one anchor per kernel"):
-        build_prediction_head(cfg, [ShapeSpec(channels=16)])
+    cfg.MODEL.ANCHOR_GENERATOR.SCALES = [1.0, 2.0]  # two anchors per kernel: one FCB per anchor
+    head = build_prediction_head(cfg, [ShapeSpec(channels=16)])
+    assert len(head.class_pred) == 6 and [m.kernel_size for m in head.class_pred] == [k for k in KERNELS for _ in "ab"]

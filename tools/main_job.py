@@ -2,7 +2,7 @@
 """The main job (`make demo`): synthetic data -> training -> evaluation -> demo video, on CPU in minutes.
 
 Steps (each prints its wall time; outputs under ``output/``):
-1. generate the synthetic YouTube-VIS-format dataset (``datasets/make_synthetic_vis.py``) under
+1. generate the synthetic YouTube-VIS-format dataset (``stmask_d2.data.synthetic``) under
    ``$DETECTRON2_DATASETS/synthetic_vis`` and split it by video into train_sub / valid_sub (skipped when present
    with the same generation settings);
 2. train ``configs/synthetic/STMask_R18_synthetic_TF.yaml`` (STMask with FCA, FCB(ada) and temporal fusion) into
@@ -21,7 +21,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "datasets"))
+sys.path.insert(0, ROOT)  # this checkout's stmask_d2
 
 CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 # Generation settings of the synthetic dataset (frames at 128x224, the config's input size).
@@ -39,8 +39,8 @@ def done(t0):
 
 
 def make_data(root):
-    from make_synthetic_vis import make_synthetic_vis
-    from prepare_ytvis_split import split_ytvis_json
+    from stmask_d2.data.split import split_ytvis_json
+    from stmask_d2.data.synthetic import make_synthetic_vis
 
     out = os.path.join(root, "synthetic_vis")
     stamp = os.path.join(out, "main_job_settings.json")

@@ -34,12 +34,14 @@ def _rle_json(seg):
     return {"size": [int(seg["size"][0]), int(seg["size"][1])], "counts": counts}
 
 
-def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=100,
+def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=0,
                                keep_order=False):
     """One video's model output -> list of YouTube-VIS result entries (dataset category ids, str RLE counts).
 
-    Keeps the ``max_tracks`` highest-scoring tracks (the official metric uses at most 100 per video and
-    category; 0 or None keeps all), sorted by score unless ``keep_order`` (then in the model's order). Segmentation lists are padded with None / cut to ``length`` when given, with a warning.
+    Keeps the ``max_tracks`` highest-scoring tracks; ``max_tracks`` <= 0 or None (default, released): every track
+    (the official metric applies its maxDets of 100 per video *and* category itself). Sorted by score unless
+    ``keep_order`` (then in the model's order). Segmentation lists are padded with None / cut to ``length`` when
+    given, with a warning.
     """
     video_id = output.get("video_id", video_id) if video_id is None else video_id
     length = output.get("length", length) if length is None else length
@@ -79,7 +81,7 @@ class YTVISEvaluator(DatasetEvaluator):
     where undefined) if the dataset has annotations, else ``{}``.
     """
 
-    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=100,
+    def __init__(self, dataset_name, output_dir=None, distributed=True, hota=False, max_tracks_per_video=0,
                  keep_order=False):
         self._dataset_name = dataset_name
         self._output_dir = output_dir

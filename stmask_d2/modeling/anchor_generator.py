@@ -2,6 +2,8 @@
 
 Anchor k of a location is a kh x kw block of feature cells (``mode="kernel"``), i.e. the receptive field of the
 FCA conv of shape (kh, kw) that predicts it; the Yolact ratio baseline (``mode="ratio"``) is available too.
+Even kernels (paper Table 1 {3:3, 3:2, 2:3}): the conv's extra column / row lies right of / below the location, so
+the anchor's centre is half a cell right of / below the cell centre and the box is exactly the kernel's cells.
 Usable in any Detectron2 detector that takes an anchor generator (e.g. RetinaNet): set
 ``MODEL.ANCHOR_GENERATOR.NAME = "FCAAnchorGenerator"``; missing FCA keys fall back to the released defaults.
 
@@ -19,23 +21,51 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import ANCHOR_GENERATOR_REGISTRY
 from detectron2.structures import Boxes
 
-__all__ = ["FCAAnchorGenerator"]
+__all__ = ["FCAAnchorGenerator", "anchor_cell_sizes", "kernel_centre_shift"]
 
 
-def _cell_anchors(stride, mode, kernel_shapes, scales, aspect_ratios, base_cells) -> torch.Tensor:
-    """(A, 4) XYXY anchors centred at 0 for one level."""
-    sizes = []  # (w, h) per anchor, shape-major then scale
+def _cell_sizes(mode, kernel_shapes, scales, aspect_ratios, base_cells):
+    """[(w, h)] in feature cells per anchor of a location, shape-major then scale."""
+    sizes = []
     if mode == "kernel":
         for kh, kw in kernel_shapes:
             for s in scales:
-                sizes.append((kw * stride * s, kh * stride * s))
+                sizes.append((kw * s, kh * s))
     else:
         for ar in aspect_ratios:
             for s in scales:
-                side = base_cells * stride * s
+                side = base_cells * s
                 sizes.append((side * math.sqrt(ar), side / math.sqrt(ar)))
-    wh = torch.tensor(sizes, dtype=torch.float32)
-    return torch.cat([-wh / 2, wh / 2], dim=1)
+    return sizes
+
+
+def kernel_centre_shift(kh: int, kw: int):
+    """(dx, dy) in cells from a location to the centre of its (kh, kw) kernel: 0 for an odd size, +0.5 for an even
+    one (the extra column / row of an even kernel is right of / below the location, see
+    ``stmask_d2.modeling.heads.prediction_head.same_padding``)."""
+    return 0.5 * (1 - kw % 2), 0.5 * (1 - kh % 2)
+
+
+def _cell_anchors(stride, mode, kernel_shapes, scales, aspect_ratios, base_cells) -> torch.Tensor:
+    """(A, 4) XYXY anchors centred at 0 (at the kernel centre, shifted by half a cell for even kernels) for one
+    level."""
+    sizes = _cell_sizes(mode, kernel_shapes, scales, aspect_ratios, base_cells)
+    wh = torch.tensor(sizes, dtype=torch.float32) * stride
+    shifts = []
+    for kh, kw in kernel_shapes:
+        shifts += [kernel_centre_shift(kh, kw)] * len(scales)
+    c = torch.tensor(shifts, dtype=torch.float32) * stride if mode == "kernel" else torch.zeros_like(wh)
+    return torch.cat([c - wh / 2, c + wh / 2], dim=1)
+
+
+def anchor_cell_sizes(cfg):
+    """(h, w) in feature cells of every anchor of a location, in the head's / generator's order, from
+    ``cfg.MODEL.ANCHOR_GENERATOR`` (e.g. for FCB "ali" on Yolact ratio anchors)."""
+    ag = cfg.MODEL.ANCHOR_GENERATOR
+    ratios = ag.ASPECT_RATIOS[0] if isinstance(ag.ASPECT_RATIOS[0], (list, tuple)) else ag.ASPECT_RATIOS
+    sizes = _cell_sizes(ag.MODE, [tuple(k) for k in ag.KERNEL_SHAPES], list(ag.SCALES), list(ratios),
+                        ag.BASE_CELLS)
+    return [(h, w) for w, h in sizes]
 
 
 @ANCHOR_GENERATOR_REGISTRY.register()
@@ -91,7 +121,7 @@ class FCAAnchorGenerator(nn.Module):
         if mode == "kernel":
             self.kernel_shapes = [(int(kh), int(kw)) for kh, kw in kernel_shapes]
             for kh, kw in self.kernel_shapes:
-                assert kh % 2 == 1 and kw % 2 == 1, f"anchor kernel shapes must be odd, got {(kh, kw)}"
+                assert kh >= 1 and kw >= 1, f"anchor kernel shapes must be positive, got {(kh, kw)}"
         else:
             self.kernel_shapes = [(3, 3)] * len(self.aspect_ratios)
         assert self.num_scales > 0 and len(self.kernel_shapes) > 0, "need at least one anchor shape and scale"

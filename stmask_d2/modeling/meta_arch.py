@@ -24,6 +24,7 @@ from ..layers import assemble_masks, encode_masks_rle
 from ..tracking import OnlineTracker, VideoResults
 from ..utils.timer import NullTimer
 from .heads import build_prediction_head, build_protonet, build_temporal_fusion_head
+from .init_scope import init_scope
 from .losses import STMaskLosses
 from .postprocess import build_masks, detect_frame, frame_to_original
 from .tf_loss import temporal_fusion_losses
@@ -80,7 +81,7 @@ class STMask(nn.Module):
         cross_class_nms: bool = True,
         max_detections: int = 100,
         mask_thresh: float = 0.5,
-        max_tracks_per_video: int = 100,
+        max_tracks_per_video: int = 0,
         min_size_test: int = 360,
         max_size_test: int = 640,
         test_resize: Optional[T.Augmentation] = None,
@@ -102,7 +103,7 @@ class STMask(nn.Module):
             softmax: True for softmax (C+1 logits), False for sigmoid focal logits (C).
             score_thresh, nms_top_k, nms_thresh, cross_class_nms, max_detections: frame-level inference (§10).
             mask_thresh: binarisation threshold of the soft masks.
-            max_tracks_per_video: tracks kept per video (by score) in the results.
+            max_tracks_per_video: tracks kept per video (by score) in the results; <= 0: all (released).
             min_size_test, max_size_test: ResizeShortestEdge of video frames.
             test_resize: resize of video frames instead of that ResizeShortestEdge (e.g. the released fixed-size
                 OpenCV resize, ``stmask_d2.data.transforms.build_test_resize``).
@@ -146,7 +147,10 @@ class STMask(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
+        # Every part is built in its own init_scope: its initial weights depend on SEED and its name only, not on
+        # which optional parts (TF head, FCB branches) are enabled.
+        with init_scope("backbone"):
+            backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
         in_features = cfg.MODEL.STMASK.IN_FEATURES
         for f in in_features + [cfg.MODEL.STMASK.PROTONET.IN_FEATURE]:
@@ -154,14 +158,19 @@ class STMask(nn.Module):
                 raise ValueError(f"Feature '{f}' is not produced by the backbone (it gives {sorted(shapes)}).")
         level_shapes = [shapes[f] for f in in_features]
         tf = cfg.MODEL.STMASK.TF
-        tf_head = build_temporal_fusion_head(cfg, shapes[tf.CORR_FEATURE]) if tf.ENABLED else None
+        with init_scope("head"):
+            head = build_prediction_head(cfg, level_shapes)
+        with init_scope("protonet"):
+            protonet = build_protonet(cfg, shapes[cfg.MODEL.STMASK.PROTONET.IN_FEATURE])
+        with init_scope("tf_head"):
+            tf_head = build_temporal_fusion_head(cfg, shapes[tf.CORR_FEATURE]) if tf.ENABLED else None
         test = cfg.MODEL.STMASK.TEST
         return {
             "backbone": backbone,
             "in_features": in_features,
             "anchor_generator": build_anchor_generator(cfg, level_shapes),
-            "head": build_prediction_head(cfg, level_shapes),
-            "protonet": build_protonet(cfg, shapes[cfg.MODEL.STMASK.PROTONET.IN_FEATURE]),
+            "head": head,
+            "protonet": protonet,
             "protonet_in_feature": cfg.MODEL.STMASK.PROTONET.IN_FEATURE,
             "criterion": STMaskLosses(cfg),
             "tf_head": tf_head,
@@ -383,7 +392,8 @@ class STMask(nn.Module):
             propagated = None
             with self.timer("tf"):
                 memory = tracker.memory
-                if memory is not None and len(memory["boxes"]) > 0:
+                # the released frame-level tracker (no TF) compares with the tracks' last detections: no propagation
+                if memory is not None and len(memory["boxes"]) > 0 and not tracker.frame_level:
                     boxes, coeffs = memory["boxes"], memory["coeffs"]
                     if self.tf_head is not None and prev is not None:
                         fused = self.tf_head.fuse(prev[0], cur[0], prev[1], cur[1])

@@ -45,7 +45,7 @@ def detect_frame(
        then the best ``max_dets`` survivors by score (the paper's "top 100"; the released code has no cap, which
        only matters when ``nms_top_k`` > ``max_dets``). Otherwise (paper / "mAP*"): :func:`fast_nms_per_class`
        on the per-class scores (probability × centerness, classes with probability <= ``score_thresh``
-       excluded), then the best ``max_dets`` overall.
+       excluded), keeping scores > ``score_thresh`` as released, then the best ``max_dets`` overall.
 
     Args:
         logits: (A, C+1) softmax logits, or (A, C) sigmoid logits when ``softmax=False``.
@@ -82,7 +82,7 @@ def detect_frame(
         cls_scores = p * ctr[:, None] if ctr is not None else p
         cls_scores = torch.where(p > score_thresh, cls_scores, torch.full_like(cls_scores, float("-inf")))
         keep, cls, scores = fast_nms_per_class(
-            boxes, cls_scores, nms_thresh, nms_top_k, score_thresh=float("-inf"), max_dets=max_dets
+            boxes, cls_scores, nms_thresh, nms_top_k, score_thresh=score_thresh, max_dets=max_dets
         )
         sel = cand[keep]
         boxes = boxes[keep]

@@ -58,6 +58,13 @@ class OnlineTracker:
 
     Emitted per frame (eq. 17): rows with age <= ``max_missing_output``, more than ``min_mask_pixels`` pixels of
     (mask > ``mask_thresh``) and score > ``score_thresh``.
+
+    ``frame_level=True``: the released tracker of models without TF (``layers/functions/track.py``): no
+    propagation (``propagated`` must be None; rows are compared with their last detection), only the current
+    frame's detections that hold an id are emitted (their own box / score / class / mask, score >
+    ``score_thresh``; no missing tracks), and a matched row is overwritten only when the detection's mask IoU
+    exceeds ``frame_level_guard_iou`` (0.3) with fewer than two rows (an ambiguous detection keeps the id but leaves
+    the memory as it was).
     """
 
     def __init__(
@@ -76,6 +83,8 @@ class OnlineTracker:
         min_mask_pixels=1,
         mask_thresh=0.5,
         score_thresh=0.05,
+        frame_level=False,
+        frame_level_guard_iou=0.3,
     ):
         assert match_mode in ("released", "paper"), f"match_mode must be 'released' or 'paper', got {match_mode!r}"
         assert prune_after <= 0 or prune_after >= max_missing_output, (
@@ -95,12 +104,19 @@ class OnlineTracker:
         self.min_mask_pixels = int(min_mask_pixels)
         self.mask_thresh = float(mask_thresh)
         self.score_thresh = float(score_thresh)
+        self.frame_level = bool(frame_level)
+        self.frame_level_guard_iou = float(frame_level_guard_iou)
         self.reset()
 
     @classmethod
     def from_config(cls, cfg):
-        """Build from ``cfg.MODEL.STMASK.TRACKER`` and ``cfg.MODEL.STMASK.TEST`` (score / mask thresholds)."""
+        """Build from ``cfg.MODEL.STMASK.TRACKER`` and ``cfg.MODEL.STMASK.TEST`` (score / mask thresholds); without
+        TF and with ``TRACKER.NO_TF_MODE`` "released", the released frame-level tracker (``frame_level=True``)."""
         t = cfg.MODEL.STMASK.TRACKER
+        frame_level = (not cfg.MODEL.STMASK.TF.ENABLED) and t.get("NO_TF_MODE", "released") == "released"
+        assert t.get("NO_TF_MODE", "released") in ("released", "propagate"), (
+            f"MODEL.STMASK.TRACKER.NO_TF_MODE must be 'released' or 'propagate', got {t.NO_TF_MODE!r}"
+        )
         return cls(
             match_mode=t.MATCH_MODE,
             mask_iou_weight=t.MASK_IOU_WEIGHT,
@@ -115,6 +131,7 @@ class OnlineTracker:
             min_mask_pixels=t.MIN_MASK_PIXELS,
             mask_thresh=cfg.MODEL.STMASK.TEST.MASK_THRESH,
             score_thresh=cfg.MODEL.STMASK.TEST.SCORE_THRESH,
+            frame_level=frame_level,
         )
 
     # ------------------------------------------------------------------------------------------------------
@@ -168,6 +185,8 @@ class OnlineTracker:
         """
         missing = [k for k in _REQUIRED if k not in detections]
         assert not missing, f"OnlineTracker.update: detections lack {missing}"
+        if self.frame_level:
+            assert propagated is None, "the frame-level tracker (no TF) takes no propagated memory"
         mem = self._mem
         M = len(self)
         cand = None
@@ -204,11 +223,20 @@ class OnlineTracker:
                 wins = claimants & (rank == winner_rank[claim.clamp(min=0)])
                 matched_dets = wins.nonzero().squeeze(1)
                 matched_rows = claim[matched_dets]
+        emitted_dets, emitted_ids = None, None
+        if self.frame_level and N > 0:
+            # released frame-level output: the winners (with their row's id) and the new ids, detection order
+            if matched_dets is not None and matched_dets.numel() > 0:
+                emitted_dets, emitted_ids = matched_dets, mem["ids"][matched_rows]
+                det_masks = detections["masks"][matched_dets] > self.mask_thresh
+                miou = pairwise_mask_iou(det_masks.flatten(1), (mem["masks"] > self.mask_thresh).flatten(1))
+                clear = (miou > self.frame_level_guard_iou).sum(1) < 2  # else: id kept, memory not updated
+                matched_dets, matched_rows = matched_dets[clear], matched_rows[clear]
 
         # --- update the memory: unmatched rows are propagated, decayed and aged
         if M > 0:
             new_mem = dict(cand)
-            new_mem["scores"] = mem["scores"] * self.score_decay
+            new_mem["scores"] = mem["scores"] * (1.0 if self.frame_level else self.score_decay)
             new_mem["ages"] = mem["ages"] + 1
             if matched_rows is not None and matched_rows.numel() > 0:
                 for k in new_mem:
@@ -226,6 +254,11 @@ class OnlineTracker:
             dev = detections["scores"].device
             ids = torch.arange(self._next_id, self._next_id + n_new, device=dev, dtype=torch.long)
             self._next_id += n_new
+            if self.frame_level:
+                if emitted_dets is None:
+                    emitted_dets, emitted_ids = new_dets, ids
+                else:
+                    emitted_dets, emitted_ids = torch.cat([emitted_dets, new_dets]), torch.cat([emitted_ids, ids])
             fresh = {k: v[new_dets] for k, v in detections.items() if torch.is_tensor(v) and v.shape[:1] == (N,)}
             fresh["ids"] = ids
             fresh["ages"] = torch.zeros(n_new, dtype=torch.long, device=dev)
@@ -245,6 +278,9 @@ class OnlineTracker:
         if self._mem is None:
             return self._empty_output(detections)
 
+        if self.frame_level:
+            return self._frame_level_output(detections, emitted_dets, emitted_ids)
+
         # --- emission (eq. 17)
         area = (mem["masks"] > self.mask_thresh).flatten(1).sum(1)
         emit = (
@@ -260,6 +296,24 @@ class OnlineTracker:
             "classes": mem["classes"][idx],
             "masks": mem["masks"][idx],
             "ages": mem["ages"][idx],
+        }
+
+    def _frame_level_output(self, detections, dets, ids):
+        """The current frame's detections ``dets`` that hold the ids ``ids``, in detection (score) order, with
+        score > ``score_thresh``."""
+        if dets is None or dets.numel() == 0:
+            return self._empty_output(detections)
+        order = torch.argsort(dets, stable=True)
+        dets, ids = dets[order], ids[order]
+        keep = detections["scores"][dets] > self.score_thresh
+        dets, ids = dets[keep], ids[keep]
+        return {
+            "track_ids": ids,
+            "boxes": detections["boxes"][dets],
+            "scores": detections["scores"][dets],
+            "classes": detections["classes"][dets],
+            "masks": detections["masks"][dets],
+            "ages": torch.zeros(dets.numel(), dtype=torch.long, device=dets.device),
         }
 
     @staticmethod

@@ -4,7 +4,7 @@
 the anchor whose box deltas drive the offsets. Standalone: any head that predicts per-location box deltas can
 replace a prediction conv by this module.
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -20,8 +20,9 @@ __all__ = ["FCB"]
 class FCB(nn.Module):
     """Box-calibrated prediction conv.
 
-    Shapes: x (N, Cin, H, W), box_deltas (N, 4, H, W) -> (N, Cout, H, W) (spatial size preserved for odd,
-    possibly non-square kernels: padding ((kh-1)/2, (kw-1)/2)).
+    Shapes: x (N, Cin, H, W), box_deltas (N, 4, H, W) -> (N, Cout, H, W) (spatial size preserved for any, possibly
+    non-square or even, kernel: the padding of ``prediction_head.same_padding``, symmetric for odd sizes, an even
+    kernel's extra row / column below / right).
 
     Parts:
         ``dcn``: DCNv1 Cin -> Cin, kernel (kh, kw), no bias (torchvision ``deform_conv2d``).
@@ -33,21 +34,27 @@ class FCB(nn.Module):
     """
 
     @configurable
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int] = (3, 3), mode: str = "ada"):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int] = (3, 3), mode: str = "ada",
+                 anchor_cells: Optional[Sequence[float]] = None):
         """
         Args:
             in_channels: Cin of the tower features.
             out_channels: Cout of the prediction (e.g. C+1 class logits of one anchor).
-            kernel_size: (kh, kw), odd.
+            kernel_size: (kh, kw).
             mode: "ada" (learned 1x1 offsets) or "ali" (aligned analytic offsets).
+            anchor_cells: (ah, aw) size in feature cells of the anchor whose deltas drive this module ("ali":
+                the taps follow that anchor's predicted box); None = the kernel's (kh, kw) (FCA anchors).
         """
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(int(k) for k in kernel_size)
-        assert kh % 2 == 1 and kw % 2 == 1, f"FCB needs odd kernel sizes, got {(kh, kw)}"
+        assert kh >= 1 and kw >= 1, f"FCB needs positive kernel sizes, got {(kh, kw)}"
         assert mode in ("ada", "ali"), f"FCB mode must be 'ada' or 'ali' (MODEL.STMASK.FCB.MODE), got {mode!r}"
         self.kernel_size = (kh, kw)
         self.mode = mode
-        padding = ((kh - 1) // 2, (kw - 1) // 2)
+        self.anchor_cells = None if anchor_cells is None else (float(anchor_cells[0]), float(anchor_cells[1]))
+        self.symmetric = kh % 2 == 1 and kw % 2 == 1
+        self.pad4 = ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2)  # prediction_head.same_padding
+        padding = ((kh - 1) // 2, (kw - 1) // 2) if self.symmetric else (0, 0)
         self.dcn = DeformConv2d(in_channels, in_channels, (kh, kw), padding=padding, bias=False)
         self.conv = nn.Conv2d(in_channels, out_channels, (kh, kw), padding=padding, bias=True)
         if mode == "ada":
@@ -74,7 +81,7 @@ class FCB(nn.Module):
         d = box_deltas.detach()
         if self.mode == "ada":
             return self.offset_conv(d)
-        return aligned_offsets(d, self.kernel_size)
+        return aligned_offsets(d, self.kernel_size, self.anchor_cells)
 
     def forward(self, x: torch.Tensor, box_deltas: torch.Tensor) -> torch.Tensor:
         """
@@ -87,7 +94,10 @@ class FCB(nn.Module):
         assert box_deltas.shape[1] == 4 and box_deltas.shape[-2:] == x.shape[-2:], (
             f"box_deltas must be (N, 4, H, W) matching x {tuple(x.shape)}, got {tuple(box_deltas.shape)}"
         )
-        return self.conv(F.relu(self.dcn(x, self.offsets(box_deltas))))
+        offsets = self.offsets(box_deltas)
+        if self.symmetric:
+            return self.conv(F.relu(self.dcn(x, offsets)))
+        return self.conv(F.pad(F.relu(self.dcn(F.pad(x, self.pad4), offsets)), self.pad4))
 
     def extra_repr(self):
-        return f"mode={self.mode}, kernel_size={self.kernel_size}"
+        return f"mode={self.mode}, kernel_size={self.kernel_size}, anchor_cells={self.anchor_cells}"

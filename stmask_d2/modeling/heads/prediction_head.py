@@ -3,11 +3,13 @@
 One module shared by all FPN levels. Per level x (N, 256, H, W):
     u = ReLU(conv3x3(x))                                   ``upfeature`` (returned as "upfeatures" for TF)
     class / box / mask / track towers: NUM_TOWER_CONVS x [conv3x3 + ReLU] on u
-    FCA: per anchor kernel (kh, kw) and branch, one conv of that shape (padding ((kh-1)/2, (kw-1)/2)) that predicts
+    FCA: per anchor kernel (kh, kw) and branch, one conv of that shape (size-preserving padding; an even kernel's
+         extra row / column is below / right, see :func:`same_padding`) that predicts
          the outputs of that kernel's anchors only: box 4 + centerness 1 (one conv), class C+1 (C for focal),
          mask coefficients k, track embedding D.
-    FCB (optional): the class / mask / track prediction conv of a kernel is replaced by ``FCB`` driven by that
-         kernel's (detached) box deltas.
+    FCB (optional): the class / mask / track prediction conv of a kernel is replaced, for each anchor j the kernel
+         predicts, by an ``FCB`` driven by that anchor's own (detached) box deltas (Table 5: 3 Yolact anchors, one
+         3x3 kernel -> 3 FCBs per branch; FCA with one anchor per kernel -> one FCB per kernel).
 
 Channel layout of every per-kernel conv: anchor-major, (n anchors of the kernel) x (channels of the branch); the
 kernels' outputs are concatenated on the channel axis, so after NCHW -> NHWC and a reshape the anchor order is
@@ -26,7 +28,7 @@ measured: no gain on CPU, so the towers run separately.)
 axis. Both keep the same per-kernel parameters (identical state dicts) and compute the same function.
 """
 import logging
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,13 +37,43 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 
 from .build import PREDICTION_HEAD_REGISTRY
+from ..init_scope import init_scope
 from .fcb import FCB
 
-__all__ = ["FCAConvs", "STMaskPredictionHead"]
+__all__ = ["AlignedConv2d", "FCAConvs", "STMaskPredictionHead", "same_padding"]
 
 logger = logging.getLogger(__name__)
 
 _FCB_BRANCHES = ("class", "mask", "track")
+
+
+def same_padding(kh: int, kw: int):
+    """(left, right, top, bottom) zero padding that keeps the spatial size for a (kh, kw) kernel.
+
+    Taps of a kernel of size k along an axis sit at offsets -(k-1)//2 .. k//2 from the output location: odd
+    kernels are centred, an even kernel's extra row goes *below* and its extra column to the *right* (its centre
+    is half a cell below / right of the location; ``FCAAnchorGenerator`` shifts that kernel's anchors by the same
+    half cell, so the anchor box is exactly the kernel's block of cells).
+    """
+    return (kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2
+
+
+class AlignedConv2d(nn.Conv2d):
+    """Stride-1 ``nn.Conv2d`` whose output keeps the input size for any (kh, kw), odd or even (padding of
+    :func:`same_padding`: symmetric for odd sizes, the extra row / column below / right for even ones).
+    Parameters and state-dict names are those of ``nn.Conv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Sequence[int]):
+        kh, kw = int(kernel_size[0]), int(kernel_size[1])
+        self.pad4 = same_padding(kh, kw)
+        self.symmetric = kh % 2 == 1 and kw % 2 == 1
+        super().__init__(in_channels, out_channels, (kh, kw), padding=((kh - 1) // 2, (kw - 1) // 2)
+                         if self.symmetric else 0)
+
+    def forward(self, x):
+        if self.symmetric:
+            return super().forward(x)
+        return super().forward(F.pad(x, self.pad4))
 
 
 class FCAConvs(nn.Module):
@@ -49,6 +81,8 @@ class FCAConvs(nn.Module):
 
     forward(x: (N, Cin, H, W)) -> (N, G * out_channels, H, W), kernel-major channels (G = len(kernel_shapes)).
     Parameters: ``convs.{g}.weight`` (out_channels, Cin, kh_g, kw_g) and ``convs.{g}.bias``.
+    Kernels may be odd or even (paper Table 1 {3:3, 3:2, 2:3}); see :func:`same_padding` for where an even
+    kernel's extra row / column goes.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_shapes: Sequence[Sequence[int]],
@@ -57,24 +91,26 @@ class FCAConvs(nn.Module):
         assert impl in ("grouped", "separate"), f"MODEL.STMASK.HEAD.FCA_IMPL must be grouped|separate, got {impl!r}"
         self.kernel_shapes = [tuple(int(k) for k in s) for s in kernel_shapes]
         for kh, kw in self.kernel_shapes:
-            assert kh % 2 == 1 and kw % 2 == 1, f"FCA kernel shapes must be odd, got {(kh, kw)}"
+            assert kh >= 1 and kw >= 1, f"FCA kernel shapes must be positive, got {(kh, kw)}"
         self.impl = impl
-        self.convs = nn.ModuleList(
-            [nn.Conv2d(in_channels, out_channels, (kh, kw), padding=((kh - 1) // 2, (kw - 1) // 2))
-             for kh, kw in self.kernel_shapes]
-        )
-        self.bound = (max(k[0] for k in self.kernel_shapes), max(k[1] for k in self.kernel_shapes))
+        self.convs = nn.ModuleList([AlignedConv2d(in_channels, out_channels, k) for k in self.kernel_shapes])
+        # odd bounding kernel: (2 * max_g(kh_g // 2) + 1) x (2 * max_g(kw_g // 2) + 1), centred on the location
+        self.half = (max(k[0] // 2 for k in self.kernel_shapes), max(k[1] // 2 for k in self.kernel_shapes))
+        self.bound = (2 * self.half[0] + 1, 2 * self.half[1] + 1)
         for c in self.convs:
             nn.init.xavier_uniform_(c.weight)
             nn.init.zeros_(c.bias)
 
     def grouped_weight(self):
-        """(G * out_channels, Cin, KH, KW) weight and (G * out_channels,) bias of the bounding-kernel conv."""
-        KH, KW = self.bound
+        """(G * out_channels, Cin, KH, KW) weight and (G * out_channels,) bias of the bounding-kernel conv (odd
+        KH, KW; each kernel's taps placed at their offsets from the centre, zeros elsewhere)."""
+        hh, hw = self.half
         ws = []
         for conv, (kh, kw) in zip(self.convs, self.kernel_shapes):
-            ph, pw = (KH - kh) // 2, (KW - kw) // 2
-            ws.append(F.pad(conv.weight, (pw, pw, ph, ph)) if ph or pw else conv.weight)
+            top, bottom = hh - (kh - 1) // 2, hh - kh // 2
+            left, right = hw - (kw - 1) // 2, hw - kw // 2
+            ws.append(F.pad(conv.weight, (left, right, top, bottom)) if top or bottom or left or right
+                      else conv.weight)
         return torch.cat(ws, 0), torch.cat([c.bias for c in self.convs], 0)
 
     def forward(self, x):
@@ -83,8 +119,7 @@ class FCAConvs(nn.Module):
         if self.impl == "separate":
             return torch.cat([c(x) for c in self.convs], 1)
         weight, bias = self.grouped_weight()
-        KH, KW = self.bound
-        return F.conv2d(x, weight, bias, padding=((KH - 1) // 2, (KW - 1) // 2))
+        return F.conv2d(x, weight, bias, padding=self.half)
 
 
 def _tower(channels: int, num_convs: int) -> nn.Sequential:
@@ -148,6 +183,7 @@ class STMaskPredictionHead(nn.Module):
         fcb_mode: str = "none",
         fcb_branches: Sequence[str] = ("class",),
         fca_impl: str = "separate",
+        anchor_cells: Optional[Sequence[Sequence[float]]] = None,
     ):
         """
         Args:
@@ -166,6 +202,9 @@ class STMaskPredictionHead(nn.Module):
             fcb_mode: "none", "ada" or "ali"; FCB replaces the prediction convs of ``fcb_branches``.
             fcb_branches: subset of ("class", "mask", "track").
             fca_impl: "grouped" or "separate" (same function, see the module docstring).
+            anchor_cells: (h, w) in feature cells of each of the num_kernels * anchors_per_kernel anchors of a
+                location (FCB "ali" spreads each anchor's taps over its own predicted box); None = each anchor is
+                its kernel's block of cells.
         """
         super().__init__()
         self.kernel_shapes = [tuple(int(k) for k in s) for s in kernel_shapes]
@@ -184,35 +223,50 @@ class STMaskPredictionHead(nn.Module):
         self.fcb_branches = set(fcb_branches) if fcb_mode != "none" else set()
         unknown = self.fcb_branches - set(_FCB_BRANCHES)
         assert not unknown, f"MODEL.STMASK.FCB.BRANCHES must be a subset of {_FCB_BRANCHES}, got {sorted(unknown)}"
-        if self.fcb_branches and self.anchors_per_kernel != 1:
-            raise ValueError(
-                f"FCB needs exactly one anchor per kernel (its offsets come from that anchor's box deltas), but "
-                f"each kernel predicts {self.anchors_per_kernel} anchors. Use one entry in "
-                f"MODEL.ANCHOR_GENERATOR.SCALES, MODE 'kernel' and USE_FCA True, or set MODEL.STMASK.FCB.MODE 'none'."
+        if anchor_cells is not None:
+            anchor_cells = [tuple(float(v) for v in c) for c in anchor_cells]
+            assert len(anchor_cells) == self.num_anchors, (
+                f"anchor_cells needs one (h, w) per anchor ({self.num_anchors}), got {len(anchor_cells)}"
             )
+        self.anchor_cells = anchor_cells
 
-        self.upfeature = nn.Sequential(nn.Conv2d(in_channels, conv_dim, 3, padding=1), nn.ReLU(inplace=True))
-        self.class_tower = _tower(conv_dim, num_tower_convs)
-        self.box_tower = _tower(conv_dim, num_tower_convs)
-        self.mask_tower = _tower(conv_dim, num_tower_convs)
-        self.track_tower = _tower(conv_dim, num_tower_convs)
-        for seq in (self.upfeature, self.class_tower, self.box_tower, self.mask_tower, self.track_tower):
-            for m in seq:
-                if isinstance(m, nn.Conv2d):
-                    nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
+        # every part in its own init_scope: a part's initial weights do not depend on whether another part is
+        # FCB-calibrated (an FCB draws other random numbers than a plain conv)
+        parts = {"upfeature": lambda: nn.Sequential(nn.Conv2d(in_channels, conv_dim, 3, padding=1), nn.ReLU(True))}
+        for name in ("class_tower", "box_tower", "mask_tower", "track_tower"):
+            parts[name] = lambda: _tower(conv_dim, num_tower_convs)
+        for name, make in parts.items():
+            with init_scope(name):
+                seq = make()
+                for m in seq:
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.xavier_uniform_(m.weight)
+                        nn.init.zeros_(m.bias)
+                setattr(self, name, seq)
 
         a = self.anchors_per_kernel
-        self.box_pred = FCAConvs(conv_dim, a * self.box_channels, self.kernel_shapes, fca_impl)
-        self.class_pred = self._branch("class", conv_dim, a * self.num_class_channels, fca_impl)
-        self.coeff_pred = self._branch("mask", conv_dim, a * mask_dim, fca_impl)
-        self.track_pred = self._branch("track", conv_dim, a * track_dim, fca_impl)
+        with init_scope("box_pred"):
+            self.box_pred = FCAConvs(conv_dim, a * self.box_channels, self.kernel_shapes, fca_impl)
+        with init_scope("class_pred"):
+            self.class_pred = self._branch("class", conv_dim, a * self.num_class_channels, fca_impl)
+        with init_scope("coeff_pred"):
+            self.coeff_pred = self._branch("mask", conv_dim, a * mask_dim, fca_impl)
+        with init_scope("track_pred"):
+            self.track_pred = self._branch("track", conv_dim, a * track_dim, fca_impl)
 
     def _branch(self, name, in_channels, out_channels, impl):
+        """FCAConvs of a branch, or (FCB-calibrated branch) one ``FCB`` per anchor of a location: module
+        g * anchors_per_kernel + j is kernel g's conv for its anchor j, driven by that anchor's own box deltas
+        (``out_channels`` is then split evenly over the anchors of a kernel)."""
         if name in self.fcb_branches:
-            return nn.ModuleList(
-                [FCB(in_channels, out_channels, kernel_size=k, mode=self.fcb_mode) for k in self.kernel_shapes]
-            )
+            a = self.anchors_per_kernel
+            per_anchor = out_channels // a
+            mods = []
+            for g, k in enumerate(self.kernel_shapes):
+                for j in range(a):
+                    cells = None if self.anchor_cells is None else self.anchor_cells[g * a + j]
+                    mods.append(FCB(in_channels, per_anchor, kernel_size=k, mode=self.fcb_mode, anchor_cells=cells))
+            return nn.ModuleList(mods)
         return FCAConvs(in_channels, out_channels, self.kernel_shapes, impl)
 
     @classmethod
@@ -230,6 +284,9 @@ class STMaskPredictionHead(nn.Module):
             kernel_shapes, per_kernel = [tuple(k) for k in ag.KERNEL_SHAPES], num_scales
         else:  # Yolact baseline: one 3x3 conv per branch for every anchor
             kernel_shapes, per_kernel = [(3, 3)], len(ag.KERNEL_SHAPES) * num_scales
+        from ..anchor_generator import anchor_cell_sizes
+
+        cells = anchor_cell_sizes(cfg)  # (h, w) in cells of every anchor of a location, in the head's order
         return {
             "in_channels": channels.pop(),
             "num_classes": cfg.MODEL.STMASK.NUM_CLASSES,
@@ -245,10 +302,12 @@ class STMaskPredictionHead(nn.Module):
             "fcb_mode": cfg.MODEL.STMASK.FCB.MODE,
             "fcb_branches": list(cfg.MODEL.STMASK.FCB.BRANCHES),
             "fca_impl": h.FCA_IMPL,
+            "anchor_cells": cells,
         }
 
     def _predict(self, pred, x, deltas):
-        """Run a branch's prediction: FCAConvs, or per-kernel FCB modules fed with per-kernel box deltas."""
+        """Run a branch's prediction: FCAConvs, or per-anchor FCB modules, each fed with its anchor's box deltas
+        (outputs concatenated anchor-major, the FCAConvs channel layout)."""
         if isinstance(pred, FCAConvs):
             return pred(x)
         return torch.cat([fcb(x, d) for fcb, d in zip(pred, deltas)], 1)
@@ -265,9 +324,9 @@ class STMaskPredictionHead(nn.Module):
         up = self.upfeature(x)
         box = self.box_pred(self.box_tower(up))  # (N, G * a * B, H, W)
         deltas = None
-        if self.fcb_branches:  # one anchor per kernel: kernel g's deltas are channels [g*B, g*B+4)
+        if self.fcb_branches:  # anchor a = g * anchors_per_kernel + j: its deltas are channels [a*B, a*B+4)
             b = self.box_channels
-            deltas = [box[:, g * b: g * b + 4] for g in range(self.num_kernels)]
+            deltas = [box[:, i * b: i * b + 4] for i in range(self.num_anchors)]
         logits = self._predict(self.class_pred, self.class_tower(up), deltas)
 
         box_a = _to_anchors(box, self.box_channels)  # (N, A_l, B)
