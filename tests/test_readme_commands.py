@@ -285,7 +285,22 @@ def test_readme_command(doc, line, cmd, env, argv, help_texts, tiny):
         f"{where}\n`{name} --help` exited {proc and proc.returncode}\n{proc and proc.stderr[-2000:]}"
     )
     missing = [f for f in _flags(cmd) if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", proc.stdout)]
+    sub = _subcommand(argv, kind)
+    if missing and sub and re.search(rf"(?<![\w-]){re.escape(sub)}(?![\w-])", proc.stdout):
+        # a CLI with subcommands (e.g. `python -m stmask_d2.data.convert FORMAT ...`): the flags are the subcommand's
+        head = [PY, "-m", name] if kind == "module" else [PY, name]
+        sub_proc = _run([*head, sub, "--help"])
+        assert sub_proc.returncode == 0, f"{where}\n`{name} {sub} --help` exited {sub_proc.returncode}"
+        missing = [f for f in missing if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", sub_proc.stdout)]
     assert not missing, f"{where}\nflags not in `{name} --help`: {missing}"
+
+
+def _subcommand(argv, kind):
+    """The first word after the script / module when it looks like a subcommand name (letters, digits, dashes)."""
+    rest = argv[3:] if kind == "module" else argv[2:]
+    if rest and re.fullmatch(r"[a-z][a-z0-9-]*", rest[0]):
+        return rest[0]
+    return None
 
 
 _REPO_DIRS = ("configs/", "tools/", "datasets/", "demo/", "docs/", "stmask_d2/", "tests/")
