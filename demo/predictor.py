@@ -18,10 +18,12 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
-import stmask_d2  # noqa: F401  (registers the model parts and datasets)
+import stmask_d2
 from stmask_d2.engine import AtomicDetectionCheckpointer
 from stmask_d2.layers import encode_masks_rle
 from stmask_d2.tracking import VideoResults
+
+stmask_d2.register_all()  # the model parts and the builtin dataset splits
 
 __all__ = ["VideoPredictor", "YTVISResultsBuilder", "video_metadata"]
 

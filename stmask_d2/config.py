@@ -16,6 +16,9 @@ __all__ = ["add_stmask_config"]
 def add_stmask_config(cfg):
     """Add the STMask keys (and STMask defaults for a few Detectron2 keys) to a Detectron2 config, in place."""
     _C = cfg
+    from . import register_all
+
+    register_all()  # an STMask config needs the STMask components registered (import stmask_d2 is light)
     # Run on the GPU when there is one, else on the CPU (Detectron2's default "cuda" fails without a GPU).
     _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -158,7 +158,8 @@ def current_memory_mib(device):
 # models
 # ---------------------------------------------------------------------------------------------------------------
 def build_stmask(args):
-    import stmask_d2  # noqa: F401
+    import stmask_d2
+    stmask_d2.register_all()  # the model parts and the builtin dataset splits
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 

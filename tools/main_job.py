@@ -169,7 +169,8 @@ def main():
     os.environ.setdefault("DETECTRON2_DATASETS", os.path.join(ROOT, "datasets"))
     from detectron2.utils.logger import setup_logger
 
-    import stmask_d2  # noqa: F401
+    import stmask_d2
+    stmask_d2.register_all()  # the model parts and the builtin dataset splits
     from stmask_d2.data.builtin import register_all_ytvis
 
     setup_logger(name="detectron2")
