@@ -109,18 +109,21 @@ class DeformConv2d(nn.Module):
             shape = (x.shape[0], self.out_channels, h // self.stride[0] + 1, w // self.stride[1] + 1)
             return x.new_zeros(shape)
         op = deform_conv2d
+        dtype = x.dtype
         if self._use_sampled(x, offset, mask):
             op = deform_conv2d_sampled
+        elif dtype == torch.bfloat16 or (dtype == torch.float16 and x.device.type == "cpu"):
+            dtype = torch.float32  # torchvision's kernels have no bf16 (nor CPU fp16): run it in fp32 (autocast)
         out = op(
-            x,
-            offset.to(x.dtype),
-            self.weight.to(x.dtype),
-            None if self.bias is None else self.bias.to(x.dtype),
+            x.to(dtype),
+            offset.to(dtype),
+            self.weight.to(dtype),
+            None if self.bias is None else self.bias.to(dtype),
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
-            mask=None if mask is None else mask.to(x.dtype),
-        )
+            mask=None if mask is None else mask.to(dtype),
+        ).to(x.dtype)
         if self.norm is not None:
             out = self.norm(out)
         if self.activation is not None:
