@@ -103,6 +103,10 @@ class DeformConv2d(nn.Module):
         Returns:
             (N, Cout, Ho, Wo).
         """
+        return self.forward_with(x, offset, mask, self.weight, self.bias, self.norm)
+
+    def forward_with(self, x, offset, mask, weight, bias, norm):
+        """``forward`` with the given weight / bias / norm (e.g. a BatchNorm folded into them)."""
         if x.numel() == 0:
             h = (x.shape[-2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1)
             w = (x.shape[-1] + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1)
@@ -117,15 +121,15 @@ class DeformConv2d(nn.Module):
         out = op(
             x.to(dtype),
             offset.to(dtype),
-            self.weight.to(dtype),
-            None if self.bias is None else self.bias.to(dtype),
+            weight.to(dtype),
+            None if bias is None else bias.to(dtype),
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
             mask=None if mask is None else mask.to(dtype),
         ).to(x.dtype)
-        if self.norm is not None:
-            out = self.norm(out)
+        if norm is not None:
+            out = norm(out)
         if self.activation is not None:
             out = self.activation(out)
         return out

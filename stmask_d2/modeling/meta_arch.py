@@ -22,7 +22,9 @@ from detectron2.structures import BitMasks, Boxes, ImageList, Instances, Polygon
 from ..layers import assemble_masks, encode_masks_rle
 from ..tracking import OnlineTracker, VideoResults
 from ..utils.timer import NullTimer
+from .fold_bn import enable_bn_folding
 from .heads import build_prediction_head, build_protonet, build_temporal_fusion_head
+from .inference_opts import cast_floats, resolve_inference_dtype
 from .losses import STMaskLosses
 from .postprocess import build_masks, detect_frame, frame_to_original
 from .tf_loss import temporal_fusion_losses
@@ -82,6 +84,9 @@ class STMask(nn.Module):
         max_tracks_per_video: int = 100,
         min_size_test: int = 360,
         max_size_test: int = 640,
+        fold_bn: bool = False,
+        channels_last: bool = False,
+        inference_dtype: str = "float32",
     ):
         """
         Args:
@@ -100,6 +105,9 @@ class STMask(nn.Module):
             mask_thresh: binarisation threshold of the soft masks.
             max_tracks_per_video: tracks kept per video (by score) in the results.
             min_size_test, max_size_test: ResizeShortestEdge of video frames.
+            fold_bn: fold the backbone's (Frozen)BatchNorms into their convs at inference (``fold_bn.py``).
+            channels_last: run the frame network in channels_last memory format at inference.
+            inference_dtype: "float32", "bfloat16" or "auto" (``inference_opts.resolve_inference_dtype``).
         """
         super().__init__()
         self.backbone = backbone
@@ -132,6 +140,11 @@ class STMask(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.timer = NullTimer()  # the benchmark swaps in a StageTimer
         self._anchor_cache = {}
+        if fold_bn:
+            enable_bn_folding(self.backbone)
+        self.channels_last = channels_last
+        self._channels_last_params = False
+        self.inference_dtype = inference_dtype
 
     @classmethod
     def from_config(cls, cfg):
@@ -171,6 +184,9 @@ class STMask(nn.Module):
             "max_tracks_per_video": test.MAX_TRACKS_PER_VIDEO,
             "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
             "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+            "fold_bn": cfg.MODEL.STMASK.INFERENCE.FOLD_BN,
+            "channels_last": cfg.MODEL.STMASK.INFERENCE.CHANNELS_LAST,
+            "inference_dtype": cfg.MODEL.STMASK.INFERENCE.DTYPE,
         }
 
     @property
@@ -201,9 +217,33 @@ class STMask(nn.Module):
 
     def extract(self, images: ImageList):
         """Backbone + FPN, prediction head and ProtoNet on a batch. Returns (features dict, head outputs, protos).
-        At inference the head outputs may lack "pred_coeffs" / "pred_embeds" (see :meth:`_detect`)."""
+        At inference the head outputs may lack "pred_coeffs" / "pred_embeds" (see :meth:`_detect`); with
+        ``inference_dtype`` bfloat16 the network runs under autocast and its outputs are returned in float32."""
+        x = images.tensor
+        if self.training:
+            return self._extract(x)
+        if self.channels_last:
+            self._to_channels_last()
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = resolve_inference_dtype(self.inference_dtype, x.device.type)
+        if dtype == torch.float32:
+            return self._extract(x)
+        with torch.autocast(x.device.type, dtype=dtype):
+            out = self._extract(x)
+        return cast_floats(out, torch.float32)
+
+    def _to_channels_last(self):
+        """Convolution weights of the frame network in channels_last (once; in place, state dict unchanged)."""
+        if not self._channels_last_params:
+            with torch.inference_mode(False), torch.no_grad():
+                for m in (self.backbone, self.head, self.protonet, self.tf_head):
+                    if m is not None:
+                        m.to(memory_format=torch.channels_last)
+            self._channels_last_params = True
+
+    def _extract(self, x):
         with self.timer("backbone+fpn"):
-            features = self.backbone(images.tensor)
+            features = self.backbone(x)
         with self.timer("head"):
             feats = [features[f] for f in self.in_features]
             if self._lazy_branches():
