@@ -64,6 +64,10 @@ def get_parser():
     parser.add_argument("--fps", type=float, default=6.0, help="frame rate of the output for --input folders")
     parser.add_argument("--video-id", type=int, default=1, help="video_id written in --output-json")
     add_register_ytvis_argument(parser)
+    parser.add_argument("--exported", metavar="FILE",
+                        help="run the frame network exported by tools/export_model.py (.onnx: onnxruntime, .pt: "
+                             "TorchScript) instead of the model's own; --config-file must be the export's config "
+                             "(tracking and post-processing settings), MODEL.WEIGHTS is not needed")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                         help="modify config options using the command-line 'KEY VALUE' pairs")
     return parser
@@ -249,7 +253,7 @@ def run(args):
         from predictor import VideoPredictor
 
         try:
-            predictor = VideoPredictor(cfg)
+            predictor = VideoPredictor(cfg, exported=args.exported)
         except (FileNotFoundError, RuntimeError) as e:  # missing / corrupt MODEL.WEIGHTS (one-line messages)
             raise DemoError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
         visualizer = TrackVisualizer(predictor.metadata)

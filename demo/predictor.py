@@ -114,14 +114,22 @@ class VideoPredictor:
     tracked instances (``track_ids``, ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` at
     (height, width), on CPU).
 
-    Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file.
+    Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file,
+    ``ExportError`` (a ``ValueError``) for an unusable ``exported`` file.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, exported=None):
+        """``exported``: a file of tools/export_model.py; its graphs then replace the model's network (the model,
+        built from ``cfg``, keeps only pre- / post-processing and tracking; MODEL.WEIGHTS is not loaded)."""
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        if self.cfg.MODEL.WEIGHTS:
+        if exported:
+            from stmask_d2.export import ExportedNetwork, attach_exported
+
+            attach_exported(self.model, ExportedNetwork(exported))
+            logger.info(f"Running the exported frame network {exported} ({self.model.exported.kind}).")
+        elif self.cfg.MODEL.WEIGHTS:
             AtomicDetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
         else:
             logger.warning("MODEL.WEIGHTS is empty: the model has random weights (its output is meaningless).")

@@ -13,7 +13,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "engine", "evaluation", "layers", "modeling", "tracking", "utils")
+_SUBMODULES = ("config", "data", "engine", "evaluation", "export", "layers", "modeling", "tracking", "utils")
 
 __all__ = ["__version__", "register_all", "add_stmask_config", *_SUBMODULES]
 
@@ -42,7 +42,7 @@ def register_all():
 def __getattr__(name):
     if name in _SUBMODULES:
         module = importlib.import_module(f".{name}", __name__)
-        if name in ("modeling", "data", "config", "engine"):
+        if name in ("modeling", "data", "config", "engine", "export"):
             register_all()
         return module
     if name == "add_stmask_config":

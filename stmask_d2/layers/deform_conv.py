@@ -21,14 +21,34 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformConv2d", "deform_conv2d_sampled"]
+__all__ = ["DeformConv2d", "deform_conv2d_sampled", "force_sampled_deform_conv"]
+
+_FORCE_SAMPLED = [False]
+
+
+class force_sampled_deform_conv:
+    """Context manager: every ``DeformConv2d`` with groups = deformable groups = 1 runs
+    :func:`deform_conv2d_sampled` (plain grid_sample + matmul), on any device and for maps of any size (e.g. to
+    trace the network for TorchScript / ONNX export, where torchvision's op has no ONNX Runtime kernel)."""
+
+    def __enter__(self):
+        self._prev = _FORCE_SAMPLED[0]
+        _FORCE_SAMPLED[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _FORCE_SAMPLED[0] = self._prev
+        return False
 
 
 def deform_conv2d_sampled(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None):
-    """``torchvision.ops.deform_conv2d`` (groups = deformable groups = 1, H, W >= 2) as bilinear sampling of the
+    """``torchvision.ops.deform_conv2d`` (groups = deformable groups = 1) as bilinear sampling of the
     columns with ``F.grid_sample`` (zeros padding, align_corners=True: the same bilinear weights and the same zero
     contribution of out-of-map corners as torchvision) followed by one matmul. Same arguments and result."""
     n, c, h, w = x.shape
+    if h < 2 or w < 2:  # a zero row / column beyond the map: the same samples as torchvision's (zero outside)
+        x = F.pad(x, (0, max(0, 2 - w), 0, max(0, 2 - h)))
+        h, w = x.shape[-2:]
     cout, _, kh, kw = weight.shape
     ho, wo = offset.shape[-2:]
     k = kh * kw
@@ -136,7 +156,9 @@ class DeformConv2d(nn.Module):
 
     def _use_sampled(self, x, offset, mask) -> bool:
         """CPU fast path applicable (see the module docstring)?"""
-        return x.device.type == "cpu" and self.groups == 1 and self.deformable_groups == 1 and min(x.shape[-2:]) >= 2
+        if self.groups != 1 or self.deformable_groups != 1:
+            return False
+        return _FORCE_SAMPLED[0] or (x.device.type == "cpu" and min(x.shape[-2:]) >= 2)
 
     def extra_repr(self):
         return (
