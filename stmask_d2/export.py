@@ -18,10 +18,14 @@ traced as grid_sample + matmul; RoiAlign for TF). Each file carries JSON metadat
 Tracking, NMS, mask assembly and pasting stay in Python: :func:`attach_exported` makes an ``STMask`` model (built
 from the same config, its weights unused) call the exported graphs instead of its own network.
 """
+import contextlib
+import io
 import json
 import os
 import re
+import sys
 import types
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -153,6 +157,42 @@ def export_model(model, path: str, fmt: str, height: int, width: int) -> List[st
         raise ExportError(f"--format must be torchscript or onnx, got {fmt!r}.")
     model = model.eval()
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    written = []
+    try:
+        # the exporters print graphs and tracer warnings (shape asserts become constants: one input size)
+        with _quiet_stdout(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _export(model, path, fmt, height, width, written)
+    except BaseException:
+        for f in written:  # nothing half-written
+            if os.path.exists(f):
+                os.remove(f)
+        raise
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Standard output (also the C++ side's, which prints whole graphs on an export error) to /dev/null."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # e.g. captured by pytest
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+        return
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _export(model, path, fmt, height, width, written):
     frame = FrameNetwork(model).eval()
     with torch.no_grad(), force_sampled_deform_conv():
         images, tf_inputs, outs = _example_inputs(model, height, width)
@@ -170,6 +210,7 @@ def export_model(model, path: str, fmt: str, height: int, width: int) -> List[st
                 traced = torch.jit.trace_module(mod, methods, check_trace=False)
                 torch.jit.save(traced, tmp, _extra_files={f"{META_KEY}.json": json.dumps(meta)})
                 os.replace(tmp, path)
+                written.append(path)
                 return [path]
             files = [path]
             tf_file = None
@@ -178,10 +219,12 @@ def export_model(model, path: str, fmt: str, height: int, width: int) -> List[st
                 _onnx_export(TFNetwork(model.tf_head).eval(), tf_inputs, tf_file, TF_INPUTS, TF_OUTPUTS,
                              {"boxes": {0: "M"}, "box_deltas": {0: "M"}, "coeff_deltas": {0: "M"}},
                              {"format": "onnx", "graph": "tf"})
+                written.append(tf_file)
                 files.append(tf_file)
             meta = _meta(model, height, width, fmt, frame.output_names, level_shapes,
                          os.path.basename(tf_file) if tf_file else None)
             _onnx_export(frame, (images,), path, ["images"], frame.output_names, None, meta)
+            written.append(path)
             return files
         except ExportError:
             raise
