@@ -29,6 +29,9 @@ def get_parser():
     p.add_argument("--width", type=int, default=0, help="padded network input width (multiple of 32)")
     p.add_argument("--video-size", default="360x640", help="HxW of the videos (sets --height/--width when unset)")
     p.add_argument("--check", action="store_true", help="compare the exported graphs with the eager model")
+    p.add_argument("--benchmark", type=int, default=0, metavar="N",
+                   help="time N runs of the exported frame network against the eager one (median, same input)")
+    p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime intra-op threads (0: default)")
     p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p
 
@@ -104,8 +107,36 @@ def check_exported(model, path):
     return worst
 
 
+def benchmark_exported(model, path, runs, threads=0):
+    """Median seconds of the exported frame network and of the eager one (inference mode) on one input."""
+    import statistics
+    import time
+
+    import torch
+
+    from stmask_d2.export import ExportedNetwork, FrameNetwork
+
+    net = ExportedNetwork(path, threads=threads)
+    h, w = net.input_size
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
+    eager = FrameNetwork(model).eval()
+    times = {"exported": [], "eager": []}
+    with torch.inference_mode():
+        for r in range(runs + 1):  # alternating; the first round warms up
+            for name, fn in (("exported", lambda: net.run(x)), ("eager", lambda: eager(x))):
+                t0 = time.perf_counter()
+                fn()
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    return statistics.median(times["exported"]), statistics.median(times["eager"]), net.kind
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from stmask_d2.export import ExportError, export_model
 
     try:
@@ -125,6 +156,13 @@ def main(argv=None):
     if args.check:
         worst = check_exported(model, args.output)
         print(f"largest difference relative to each output's scale: {worst:.2e}")
+    if args.benchmark > 0:
+        from stmask_d2.utils.calibration import format_calibration, resnet18_calibration
+
+        print(format_calibration(resnet18_calibration()))
+        ex, ea, kind = benchmark_exported(model, args.output, args.benchmark, args.threads)
+        print(f"frame network {args.height}x{args.width}, median of {args.benchmark}: {kind} {1000 * ex:.1f} ms, "
+              f"eager PyTorch {1000 * ea:.1f} ms, ratio {ex / ea:.2f}")
     return 0
 
 
