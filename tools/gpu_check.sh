@@ -21,8 +21,9 @@ DRY=${GPU_CHECK_DRY_RUN:-0}
 # time limits are sized for a CUDA machine; a CPU dry run on a shared machine gets longer ones
 LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-$([ "$DRY" = 1 ] && echo 8 || echo 1)}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export DETECTRON2_DATASETS="$ROOT/$OUT/datasets"
+export DETECTRON2_DATASETS="$OUT/datasets"
 START=$(date +%s)
 FAILED=()
 
