@@ -210,14 +210,15 @@ def add_stmask_config(cfg):
     # Speed (issue 12): mixed precision and inference-time rewrites that keep the math.
     # ---------------------------------------------------------------------------------------------------------
     # Autocast dtype of SOLVER.AMP.ENABLED (Detectron2's key, honoured on CPU and CUDA): "auto" = bfloat16 on CPU,
-    # float16 (+ GradScaler) on CUDA; or "bfloat16" / "float16" (CUDA only).
+    # float16 (+ GradScaler) on CUDA; or "bfloat16", or "float16" (CUDA only).
     _C.SOLVER.AMP.PRECISION = "auto"
     _C.MODEL.STMASK.INFERENCE = CN()
     # Fold BatchNorm / FrozenBatchNorm into the preceding convs of the backbone when the model is put in eval
     # mode for inference (same function up to float round-off; the state dict keeps its keys).
     _C.MODEL.STMASK.INFERENCE.FOLD_BN = True
-    # Run the frame network in channels_last memory format (oneDNN / cuDNN NHWC kernels). Off by default: on the
-    # 2-core CPUs measured it was not faster (tools/benchmark.py prints the comparison).
+    # Run the frame network in channels_last memory format (oneDNN / cuDNN NHWC kernels). Off by default until
+    # measured on a quiet machine: same-run ratios on a contended 2-core CPU were 0.67 and 0.88 (faster) for R50-DCN,
+    # while ResNet-18 alone was slower on the issue's reference CPU (tools/benchmark.py --compare channels_last).
     _C.MODEL.STMASK.INFERENCE.CHANNELS_LAST = False
     # Inference dtype of the frame network: "float32", or "bfloat16" (CPU autocast; used only where the CPU has
     # native bf16 (AVX512-BF16 or AMX), else float32 with one log line), or "auto" (bfloat16 where native).
