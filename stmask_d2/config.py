@@ -216,10 +216,11 @@ def add_stmask_config(cfg):
     # Fold BatchNorm / FrozenBatchNorm into the preceding convs of the backbone when the model is put in eval
     # mode for inference (same function up to float round-off; the state dict keeps its keys).
     _C.MODEL.STMASK.INFERENCE.FOLD_BN = True
-    # Run the frame network in channels_last memory format (oneDNN / cuDNN NHWC kernels). Off by default until
-    # measured on a quiet machine: same-run ratios on a contended 2-core CPU were 0.67 and 0.88 (faster) for R50-DCN,
-    # while ResNet-18 alone was slower on the reference CPU (tools/benchmark.py --compare channels_last).
+    # Run the frame network in channels_last memory format (oneDNN / cuDNN NHWC kernels). Off by default: R50-DCN
+    # at 360x640 on the 2-core reference CPU ran 0.97x the time (within noise; ResNet-18 alone was slower there).
+    # Measure with tools/benchmark.py --compare channels_last.
     _C.MODEL.STMASK.INFERENCE.CHANNELS_LAST = False
     # Inference dtype of the frame network: "float32", or "bfloat16" (CPU autocast; used only where the CPU has
     # native bf16 (AVX512-BF16 or AMX), else float32 with one log line), or "auto" (bfloat16 where native).
+    # float32 by default: bf16 ran 0.77x the time on the AVX512-BF16 reference CPU, its AP change is not measured.
     _C.MODEL.STMASK.INFERENCE.DTYPE = "float32"
