@@ -27,7 +27,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
-import stmask_d2  # noqa: F401  (registers the model parts and datasets)
+import stmask_d2
 from stmask_d2.data import add_register_ytvis_argument
 from stmask_d2.engine import AtomicDetectionCheckpointer, STMaskTrainer, setup_cfg
 from stmask_d2.engine.checkpoint import check_output_dir, check_weights_file
@@ -35,6 +35,8 @@ from stmask_d2.engine.errors import ConfigError, is_user_error, one_line
 from stmask_d2.engine.launch import launch
 from stmask_d2.engine.trainer import build_cfg, check_datasets
 from stmask_d2.utils.io import install_sigterm_handler
+
+stmask_d2.register_all()  # the model parts and the builtin dataset splits
 
 USER_ERROR_EXIT_CODE = 2
 

@@ -83,6 +83,10 @@ def get_parser():
     out.add_argument("--output-masks", metavar="DIR",
                      help="one indexed PNG per frame (value = track id + 1) + DIR/tracks.json (id -> class, score)")
     add_register_ytvis_argument(parser)
+    parser.add_argument("--exported", metavar="FILE",
+                        help="run the frame network exported by tools/export_model.py (.onnx: onnxruntime, .pt: "
+                             "TorchScript) instead of the model's own; --config-file must be the export's config "
+                             "(tracking and post-processing settings), MODEL.WEIGHTS is not needed")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER,
                         help="modify config options using the command-line 'KEY VALUE' pairs")
     return parser
@@ -280,7 +284,7 @@ def run(args):
 
         class_ids = options.class_ids(video_metadata(cfg))  # an unknown --classes name fails before the model
         try:
-            predictor = VideoPredictor(cfg)
+            predictor = VideoPredictor(cfg, exported=args.exported)
         except (FileNotFoundError, RuntimeError) as e:  # missing / corrupt MODEL.WEIGHTS (one-line messages)
             raise DemoError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
         visualizer = options.visualizer(predictor.metadata)

@@ -18,10 +18,12 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
-import stmask_d2  # noqa: F401  (registers the model parts and datasets)
+import stmask_d2
 from stmask_d2.engine import AtomicDetectionCheckpointer
 from stmask_d2.layers import encode_masks_rle
 from stmask_d2.tracking import VideoResults
+
+stmask_d2.register_all()  # the model parts and the builtin dataset splits
 
 __all__ = ["VideoPredictor", "YTVISResultsBuilder", "video_metadata"]
 
@@ -120,14 +122,22 @@ class VideoPredictor:
     time when encoded or drawn, so memory does not grow with frame size x number of tracks); set
     ``lazy_masks = False`` for (N, height, width) bool tensors.
 
-    Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file.
+    Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file,
+    ``ExportError`` (a ``ValueError``) for an unusable ``exported`` file.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, exported=None):
+        """``exported``: a file of tools/export_model.py; its graphs then replace the model's network (the model,
+        built from ``cfg``, keeps only pre- / post-processing and tracking; MODEL.WEIGHTS is not loaded)."""
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        if self.cfg.MODEL.WEIGHTS:
+        if exported:
+            from stmask_d2.export import ExportedNetwork, attach_exported
+
+            attach_exported(self.model, ExportedNetwork(exported))
+            logger.info(f"Running the exported frame network {exported} ({self.model.exported.kind}).")
+        elif self.cfg.MODEL.WEIGHTS:
             AtomicDetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
         else:
             logger.warning("MODEL.WEIGHTS is empty: the model has random weights (its output is meaningless).")

@@ -16,6 +16,9 @@ __all__ = ["add_stmask_config"]
 def add_stmask_config(cfg):
     """Add the STMask keys (and STMask defaults for a few Detectron2 keys) to a Detectron2 config, in place."""
     _C = cfg
+    from . import register_all
+
+    register_all()  # an STMask config needs the STMask components registered (import stmask_d2 is light)
     # Run on the GPU when there is one, else on the CPU (Detectron2's default "cuda" fails without a GPU).
     _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -255,3 +258,21 @@ def add_stmask_config(cfg):
     # Order of a video's tracks in results.json: "score" (descending, project default) or "first_emitted" (frame of
     # first emission, then track id: the released results2json order). Evaluation does not depend on it.
     _C.MODEL.STMASK.TEST.RESULTS_ORDER = "score"
+    # ---------------------------------------------------------------------------------------------------------
+    # Speed (issue 12): mixed precision and inference-time rewrites that keep the math.
+    # ---------------------------------------------------------------------------------------------------------
+    # Autocast dtype of SOLVER.AMP.ENABLED (Detectron2's key, honoured on CPU and CUDA): "auto" = bfloat16 on CPU,
+    # float16 (+ GradScaler) on CUDA; or "bfloat16", or "float16" (CUDA only).
+    _C.SOLVER.AMP.PRECISION = "auto"
+    _C.MODEL.STMASK.INFERENCE = CN()
+    # Fold BatchNorm / FrozenBatchNorm into the preceding convs of the backbone when the model is put in eval
+    # mode for inference (same function up to float round-off; the state dict keeps its keys).
+    _C.MODEL.STMASK.INFERENCE.FOLD_BN = True
+    # Run the frame network in channels_last memory format (oneDNN / cuDNN NHWC kernels). Off by default: R50-DCN
+    # at 360x640 on the 2-core reference CPU ran 0.97x the time (within noise; ResNet-18 alone was slower there).
+    # Measure with tools/benchmark.py --compare channels_last.
+    _C.MODEL.STMASK.INFERENCE.CHANNELS_LAST = False
+    # Inference dtype of the frame network: "float32", or "bfloat16" (CPU autocast; used only where the CPU has
+    # native bf16 (AVX512-BF16 or AMX), else float32 with one log line), or "auto" (bfloat16 where native).
+    # float32 by default: bf16 ran 0.77x the time on the AVX512-BF16 reference CPU, its AP change is not measured.
+    _C.MODEL.STMASK.INFERENCE.DTYPE = "float32"

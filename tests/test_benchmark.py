@@ -56,3 +56,19 @@ def test_synthetic_video_is_streamed_and_deterministic():
     assert len(a) == 3 and a[0].shape == (36, 64, 3) and a[0].dtype == np.uint8
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[0], a[2])  # objects move
+
+
+def test_benchmark_calibration_and_variants_in_one_run():
+    out = _run("--frames", "1", "--warmup", "0", "--skip-maskrcnn", "--skip-flops", "--compare",
+               "nofold,channels_last", "--rounds", "1", *TINY)
+    assert re.search(r"^calibration: torchvision ResNet-18 fp32 forward, batch 8, 224x224, 2 threads: \d+\.\d+ s",
+                     out, re.M), out
+    assert "inference options: FOLD_BN True" in out
+    for v in ("nofold", "channels_last"):
+        assert re.search(rf"^{v}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+$", out, re.M), out
+
+
+def test_benchmark_unknown_variant_is_one_line():
+    p = subprocess.run([sys.executable, BENCH, "--config-file", CONFIG, "--device", "cpu", "--no-calibration",
+                        "--compare", "warp"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "--compare: unknown variant(s) ['warp']" in p.stderr.strip().splitlines()[-1]

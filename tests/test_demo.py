@@ -31,7 +31,8 @@ demo = _load_demo()
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    import stmask_d2  # noqa: F401
+    import stmask_d2
+    stmask_d2.register_all()  # the model parts and the builtin dataset splits
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 

@@ -25,7 +25,18 @@ printed so the load is visible.
 
     python tools/benchmark.py [--config-file configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml] [--frames 20]
         [--warmup 3] [--device cpu|cuda] [--fp16] [--height 360 --width 640] [--weights PATH] [--skip-maskrcnn]
-        [--long-video N] [--threads T] [--opts KEY VALUE ...]
+        [--long-video N] [--threads T] [--compile] [--compare nofold,channels_last,bf16 [--rounds 3]]
+        [--no-calibration] [--opts KEY VALUE ...]
+
+Calibration: unless ``--no-calibration``, the time of torchvision's ResNet-18 (fp32, batch 8, 224x224, forward, 2
+CPU threads, median of 5; ``stmask_d2.utils.calibration``) is printed first (and, with ``--device cuda``, the same
+network on the GPU), so that absolute times of two machines or two runs can be compared.
+
+``--compare V1,V2,...`` measures, in the same run, the per-frame time of variants of the configured model against
+it, alternating baseline and variant videos for ``--rounds`` rounds (median per-frame times, so that a load change
+of a shared machine hits both): ``nofold`` (BatchNorm not folded), ``fold`` (folded), ``channels_last`` /
+``contiguous`` (memory format), ``bf16`` / ``fp32`` (MODEL.STMASK.INFERENCE.DTYPE; bf16 only where the CPU has
+native bf16), ``compile`` (torch.compile of the frame network).
 
 A script that prints numbers; it never asserts timings.
 """
@@ -37,6 +48,10 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # this checkout's stmask_d2, also when another one is installed
+    sys.path.insert(0, ROOT)
 
 STAGES = ["backbone+fpn", "head", "nms+masks", "tf", "tracker", "paste+rle"]
 STAGE_TITLES = {"backbone+fpn": "backbone+FPN", "head": "head", "nms+masks": "NMS+masks", "tf": "TF",
@@ -64,6 +79,12 @@ def get_parser():
                    help="also stream N frames and report peak memory at 100 and at N frames")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the frame network (backbone+FPN, prediction head, ProtoNet)")
+    p.add_argument("--compare", default="", metavar="V1,V2",
+                   help="variants timed against the configured model in the same run (see above)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of --compare")
+    p.add_argument("--no-calibration", action="store_true", help="do not time the ResNet-18 calibration")
     p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="STMask config overrides KEY VALUE ...")
     return p
 
@@ -158,7 +179,8 @@ def current_memory_mib(device):
 # models
 # ---------------------------------------------------------------------------------------------------------------
 def build_stmask(args):
-    import stmask_d2  # noqa: F401
+    import stmask_d2
+    stmask_d2.register_all()  # the model parts and the builtin dataset splits
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
@@ -350,6 +372,74 @@ def _fmt_table(rows, header):
     return "\n".join(out)
 
 
+COMPARE_VARIANTS = ("nofold", "fold", "channels_last", "contiguous", "bf16", "fp32", "compile")
+
+
+def compile_frame_network(model):
+    """torch.compile (in place, ``nn.Module.compile``) the backbone+FPN, the prediction head and ProtoNet."""
+    for m in (model.backbone, model.head, model.protonet):
+        m.compile()
+
+
+def _set_variant(model, variant, on):
+    """Switches ``model`` to ``variant`` (on=True) or back to the configured model (on=False); returns a note."""
+    from stmask_d2.modeling.fold_bn import disable_bn_folding, enable_bn_folding
+    from stmask_d2.modeling.inference_opts import cpu_has_native_bf16
+
+    base = model._bench_base
+    if variant in ("nofold", "fold"):
+        want = (variant == "fold") if on else base["fold"]
+        (enable_bn_folding if want else disable_bn_folding)(model.backbone)
+    elif variant in ("channels_last", "contiguous"):
+        want = (variant == "channels_last") if on else base["channels_last"]
+        model.channels_last = want
+        if not want and model._channels_last_params:
+            with torch.inference_mode(False), torch.no_grad():
+                for m in (model.backbone, model.head, model.protonet, model.tf_head):
+                    if m is not None:
+                        m.to(memory_format=torch.contiguous_format)
+            model._channels_last_params = False
+    elif variant in ("bf16", "fp32"):
+        model.inference_dtype = ("bfloat16" if variant == "bf16" else "float32") if on else base["dtype"]
+        if variant == "bf16" and on and model.device.type == "cpu" and not cpu_has_native_bf16():
+            return "no native bf16 on this CPU: runs fp32"
+    elif variant == "compile":
+        if on and not base.get("compiled"):
+            compile_frame_network(model)
+            base["compiled"] = True
+        # nn.Module.compile is not undone: the baseline after this runs compiled too, so compile goes last
+    return ""
+
+
+def run_compare(model, args, variants):
+    """Median per-frame times of the configured model and of each variant, alternating videos."""
+    import statistics
+
+    from stmask_d2.utils.timer import NullTimer
+
+    model.timer = NullTimer()
+    model._bench_base = {"fold": any("forward" in m.__dict__ for m in model.backbone.modules()),
+                         "channels_last": model.channels_last, "dtype": model.inference_dtype}
+    variants = sorted(variants, key=lambda v: v == "compile")  # compile cannot be undone: last
+    rows = []
+    for v in variants:
+        base_t, var_t, note = [], [], ""
+        for r in range(max(1, args.rounds)):
+            for which in ("base", "variant"):
+                note = _set_variant(model, v, which == "variant") or note
+                if r == 0:  # warm-up of this setting (caches, oneDNN primitives, compilation)
+                    run_stmask(model, args, 2, seed=args.seed + 2000)
+                wall, n, _ = run_stmask(model, args, args.frames, seed=args.seed)
+                (base_t if which == "base" else var_t).append(1000.0 * wall / n)
+        _set_variant(model, v, False)
+        b, t = statistics.median(base_t), statistics.median(var_t)
+        rows.append([v + (f" ({note})" if note else ""), f"{b:.1f}", f"{t:.1f}", f"{t / b:.3f}"])
+    print()
+    print(f"variants against the configured model, same run ({args.rounds} alternating rounds of {args.frames} "
+          f"frames, median ms/frame):")
+    print(_fmt_table(rows, ["variant", "configured ms", "variant ms", "variant / configured"]))
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -358,6 +448,16 @@ def main(argv=None):
         raise ValueError("--fp16 needs --device cuda (autocast float16 is a CUDA feature here)")
     if args.frames < 1 or args.warmup < 0 or args.height < 32 or args.width < 32:
         raise ValueError("--frames must be >= 1, --warmup >= 0, --height/--width >= 32")
+    variants = [v for v in args.compare.split(",") if v]
+    bad = [v for v in variants if v not in COMPARE_VARIANTS]
+    if bad:
+        raise ValueError(f"--compare: unknown variant(s) {bad}; choose among {', '.join(COMPARE_VARIANTS)}")
+    if not args.no_calibration:
+        from stmask_d2.utils.calibration import format_calibration, resnet18_calibration
+
+        print(format_calibration(resnet18_calibration("cpu", threads=2)), flush=True)
+        if args.device == "cuda":
+            print(format_calibration(resnet18_calibration("cuda"), device=torch.cuda.get_device_name()), flush=True)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -369,6 +469,8 @@ def main(argv=None):
     logging.getLogger("detectron2").setLevel(logging.ERROR)
 
     cfg, model = build_stmask(args)
+    if args.compile:
+        compile_frame_network(model)
     mem_start = current_memory_mib(args.device)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -406,6 +508,9 @@ def main(argv=None):
 
     th, tw = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
     print(f"STMask benchmark: {args.config_file}  weights: {args.weights or 'random init'}")
+    inf = cfg.MODEL.STMASK.INFERENCE
+    print(f"inference options: FOLD_BN {inf.FOLD_BN}  CHANNELS_LAST {inf.CHANNELS_LAST}  DTYPE {inf.DTYPE}"
+          f"{'  torch.compile' if args.compile else ''}")
     print(f"device: {args.device}{' fp16' if args.fp16 else ''}  torch threads: {torch.get_num_threads()}  "
           f"frames: {n} (+{args.warmup} warm-up)  video: {args.height}x{args.width} "
           f"(resize shortest edge {th}, max {tw})")
@@ -469,6 +574,10 @@ def main(argv=None):
                 print(f"Mask R-CNN FLOPs: n/a ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
         print(f"ratio STMask / Mask R-CNN time per frame: {ms(wall) / m_ms:.2f}")
         del mrcnn
+
+    # --- variants in the same run
+    if variants:
+        run_compare(model, args, variants)
 
     # --- long video: memory must stay flat
     if args.long_video > 0:

@@ -3,8 +3,15 @@
 
 300 videos x 36 frames at 360x640, ~3 GT tracks and 10 predicted tracks per video (3000 predictions), overlapping
 moving masks with nulls, seeded. Usage: python tools/benchmark_evaluator.py [--videos 300] [--frames 36] [--hota]
+[--process]. ``--process`` also writes the case to JSON files and times ``python -m stmask_d2.evaluation`` as a
+separate process (interpreter start, imports, JSON loading, evaluation), the way the official API's script is run.
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -75,6 +82,8 @@ def main():
     ap.add_argument("--preds-per-video", type=int, default=10)
     ap.add_argument("--hota", action="store_true", help="also time HOTA / DetA / AssA (trackeval)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--process", action="store_true",
+                    help="also time `python -m stmask_d2.evaluation` as a process on the case written to JSON")
     args = ap.parse_args()
 
     from stmask_d2.evaluation.ytvis_eval import evaluate_ytvis, load_ytvis_gt, load_ytvis_results
@@ -100,6 +109,34 @@ def main():
             h = compute_hota(g, res)
             print(f"run {r}: HOTA {time.perf_counter() - t0:.3f} s")
         print("hota:", {k: round(v, 4) for k, v in h.items()})
+    if args.process:
+        time_cli_process(gt, results, args.repeat, args.hota)
+
+
+def time_cli_process(gt, results, repeat, hota=False):
+    """Times the evaluation CLI as a process (what a user runs), and the import of the package alone."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        gt_file, res_file = os.path.join(tmp, "gt.json"), os.path.join(tmp, "results.json")
+        with open(gt_file, "w") as f:
+            json.dump(gt, f)
+        with open(res_file, "w") as f:
+            json.dump(results, f)
+        probe = ("import sys, time; t = time.perf_counter(); import stmask_d2.evaluation; "
+                 "print(f'{time.perf_counter() - t:.3f}', 'torch' in sys.modules, 'detectron2' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
+        secs, torch_loaded, d2_loaded = out.stdout.split()
+        print(f"import stmask_d2.evaluation: {secs} s (torch imported: {torch_loaded}, detectron2 imported: "
+              f"{d2_loaded})")
+        cmd = [sys.executable, "-m", "stmask_d2.evaluation", "--gt", gt_file, "--results", res_file]
+        if hota:
+            cmd.append("--hota")
+        for r in range(repeat):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            print(f"process run {r}: `python -m stmask_d2.evaluation` {time.perf_counter() - t0:.3f} s -> "
+                  f"{out.stdout.strip()[:80]}...")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def build_tiny_model(config_file=DEFAULT_CONFIG, opts=(), min_size=64, max_size=
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    import stmask_d2  # noqa: F401
+    import stmask_d2
+    stmask_d2.register_all()  # the model parts and the builtin dataset splits
     from stmask_d2.config import add_stmask_config
 
     cfg = get_cfg()

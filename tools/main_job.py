@@ -99,10 +99,36 @@ def train(cfg, retrain):
     train_cfg.freeze()
     trainer = STMaskTrainer(train_cfg)
     trainer.resume_or_load(resume=not retrain)
+    start_iter, t0 = trainer.start_iter, time.perf_counter()
     trainer.train()
+    n = trainer.max_iter - start_iter
+    if n > 0:
+        print(f"    training: {n} iterations in {time.perf_counter() - t0:.0f} s, "
+              f"{iteration_time(cfg.OUTPUT_DIR, start_iter):.3f} s/iteration (median of metrics.json 'time')",
+              flush=True)
     with open(stamp, "w") as f:
         f.write(cfg.dump())
     return final
+
+
+def iteration_time(output_dir, start_iter=0):
+    """Median training-step time (s) of the records of metrics.json from ``start_iter`` on (Detectron2's
+    "time" of the step, data loading excluded), or nan."""
+    import statistics
+
+    times = []
+    try:
+        with open(os.path.join(output_dir, "metrics.json")) as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("iteration", -1) >= start_iter and "time" in r:
+                    times.append(float(r["time"]))
+    except OSError:
+        pass
+    return statistics.median(times) if times else float("nan")
 
 
 def evaluate(cfg, weights, out_dir):
@@ -169,12 +195,17 @@ def main():
     os.environ.setdefault("DETECTRON2_DATASETS", os.path.join(ROOT, "datasets"))
     from detectron2.utils.logger import setup_logger
 
-    import stmask_d2  # noqa: F401
+    import stmask_d2
+    stmask_d2.register_all()  # the model parts and the builtin dataset splits
     from stmask_d2.data.builtin import register_all_ytvis
 
     setup_logger(name="detectron2")
     setup_logger(name="stmask_d2")
     register_all_ytvis(os.environ["DETECTRON2_DATASETS"])
+    from stmask_d2.utils.calibration import format_calibration, resnet18_calibration
+
+    # the machine's speed, printed so that the job's times on two machines can be compared (not part of the job)
+    print(format_calibration(resnet18_calibration()), flush=True)
     start = time.perf_counter()
     train_dir = os.path.join(args.output, "main_job")
     demo_dir = os.path.join(args.output, "demo")

@@ -26,7 +26,7 @@ from ..config import add_stmask_config
 from ..config_check import validate_config
 from .checkpoint import AtomicDetectionCheckpointer
 from .errors import ConfigError
-from .train_loop import NonFiniteSkippingTrainer
+from .train_loop import NonFiniteSkippingAMPTrainer, NonFiniteSkippingTrainer
 
 __all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "check_datasets", "is_video_dataset", "ResumableTrainingSampler"]
 
@@ -139,9 +139,17 @@ class STMaskTrainer(DefaultTrainer):
         data_loader = self.build_train_loader(cfg)
         self._train_sampler = getattr(data_loader, "stmask_sampler", None)
         model = _ddp(model)
-        self._trainer = NonFiniteSkippingTrainer(
-            model, data_loader, optimizer, skip_nonfinite=cfg.SOLVER.SKIP_NONFINITE_LOSS
-        )
+        if cfg.SOLVER.AMP.ENABLED:  # bf16 autocast on CPU, fp16 autocast + GradScaler on CUDA
+            self._trainer = NonFiniteSkippingAMPTrainer(
+                model, data_loader, optimizer, skip_nonfinite=cfg.SOLVER.SKIP_NONFINITE_LOSS,
+                precision=cfg.SOLVER.AMP.PRECISION, device_type=torch.device(cfg.MODEL.DEVICE).type,
+            )
+            logger.info(f"Mixed-precision training (SOLVER.AMP): {self._trainer.precision} autocast on "
+                        f"{self._trainer.device_type}.")
+        else:
+            self._trainer = NonFiniteSkippingTrainer(
+                model, data_loader, optimizer, skip_nonfinite=cfg.SOLVER.SKIP_NONFINITE_LOSS
+            )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicDetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0

@@ -43,7 +43,11 @@ def spatial_correlation(x1, x2, patch_size=11, negative_slope=0.1):
     x2p = F.pad(x2, (r, r, r, r))  # (N, C, H+2r, Wp)
     a = x1.permute(0, 2, 3, 1).reshape(N * H, W, C)
     # rows i..i+2r of the padded map for every output row i: (N, C, H, Wp, P) -> (N*H, C, P*Wp)
-    b = x2p.unfold(2, P, 1).permute(0, 2, 1, 4, 3).reshape(N * H, C, P * Wp)
+    if torch.jit.is_tracing():  # TorchScript / ONNX export: slices (ONNX has no Unfold of a padded map)
+        win = torch.stack([x2p[:, :, p: p + H] for p in range(P)], dim=-1)
+    else:
+        win = x2p.unfold(2, P, 1)  # (N, C, H, Wp, P), a view
+    b = win.permute(0, 2, 1, 4, 3).reshape(N * H, C, P * Wp)
     m = torch.bmm(a, b).view(N * H, W, P, Wp)  # m[., j, p, u] = <x1(i, j), x2p(i+p, u)>
     # column u = j + q (padded) for q in 0..P-1
     idx = torch.arange(W, device=x1.device)[:, None] + torch.arange(P, device=x1.device)[None, :]

@@ -21,14 +21,34 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformConv2d", "deform_conv2d_sampled"]
+__all__ = ["DeformConv2d", "deform_conv2d_sampled", "force_sampled_deform_conv"]
+
+_FORCE_SAMPLED = [False]
+
+
+class force_sampled_deform_conv:
+    """Context manager: every ``DeformConv2d`` with groups = deformable groups = 1 runs
+    :func:`deform_conv2d_sampled` (plain grid_sample + matmul), on any device and for maps of any size (e.g. to
+    trace the network for TorchScript / ONNX export, where torchvision's op has no ONNX Runtime kernel)."""
+
+    def __enter__(self):
+        self._prev = _FORCE_SAMPLED[0]
+        _FORCE_SAMPLED[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _FORCE_SAMPLED[0] = self._prev
+        return False
 
 
 def deform_conv2d_sampled(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None):
-    """``torchvision.ops.deform_conv2d`` (groups = deformable groups = 1, H, W >= 2) as bilinear sampling of the
+    """``torchvision.ops.deform_conv2d`` (groups = deformable groups = 1) as bilinear sampling of the
     columns with ``F.grid_sample`` (zeros padding, align_corners=True: the same bilinear weights and the same zero
     contribution of out-of-map corners as torchvision) followed by one matmul. Same arguments and result."""
     n, c, h, w = x.shape
+    if h < 2 or w < 2:  # a zero row / column beyond the map: the same samples as torchvision's (zero outside)
+        x = F.pad(x, (0, max(0, 2 - w), 0, max(0, 2 - h)))
+        h, w = x.shape[-2:]
     cout, _, kh, kw = weight.shape
     ho, wo = offset.shape[-2:]
     k = kh * kw
@@ -103,33 +123,42 @@ class DeformConv2d(nn.Module):
         Returns:
             (N, Cout, Ho, Wo).
         """
+        return self.forward_with(x, offset, mask, self.weight, self.bias, self.norm)
+
+    def forward_with(self, x, offset, mask, weight, bias, norm):
+        """``forward`` with the given weight / bias / norm (e.g. a BatchNorm folded into them)."""
         if x.numel() == 0:
             h = (x.shape[-2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1)
             w = (x.shape[-1] + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1)
             shape = (x.shape[0], self.out_channels, h // self.stride[0] + 1, w // self.stride[1] + 1)
             return x.new_zeros(shape)
         op = deform_conv2d
+        dtype = x.dtype
         if self._use_sampled(x, offset, mask):
             op = deform_conv2d_sampled
+        elif dtype == torch.bfloat16 or (dtype == torch.float16 and x.device.type == "cpu"):
+            dtype = torch.float32  # torchvision's kernels have no bf16 (nor CPU fp16): run it in fp32 (autocast)
         out = op(
-            x,
-            offset.to(x.dtype),
-            self.weight.to(x.dtype),
-            None if self.bias is None else self.bias.to(x.dtype),
+            x.to(dtype),
+            offset.to(dtype),
+            weight.to(dtype),
+            None if bias is None else bias.to(dtype),
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
-            mask=None if mask is None else mask.to(x.dtype),
-        )
-        if self.norm is not None:
-            out = self.norm(out)
+            mask=None if mask is None else mask.to(dtype),
+        ).to(x.dtype)
+        if norm is not None:
+            out = norm(out)
         if self.activation is not None:
             out = self.activation(out)
         return out
 
     def _use_sampled(self, x, offset, mask) -> bool:
         """CPU fast path applicable (see the module docstring)?"""
-        return x.device.type == "cpu" and self.groups == 1 and self.deformable_groups == 1 and min(x.shape[-2:]) >= 2
+        if self.groups != 1 or self.deformable_groups != 1:
+            return False
+        return _FORCE_SAMPLED[0] or (x.device.type == "cpu" and min(x.shape[-2:]) >= 2)
 
     def extra_repr(self):
         return (

@@ -23,8 +23,10 @@ from ..data.transforms import build_test_resize
 from ..layers import assemble_masks, encode_masks_rle
 from ..tracking import OnlineTracker, VideoResults
 from ..utils.timer import NullTimer
+from .fold_bn import enable_bn_folding
 from .heads import build_prediction_head, build_protonet, build_temporal_fusion_head
 from .init_scope import init_scope
+from .inference_opts import cast_floats, resolve_inference_dtype
 from .losses import STMaskLosses
 from .postprocess import build_masks, detect_frame, frame_to_original
 from .tf_loss import temporal_fusion_losses
@@ -87,6 +89,9 @@ class STMask(nn.Module):
         test_resize: Optional[T.Augmentation] = None,
         truncate_boxes: bool = False,
         results_order: str = "score",
+        fold_bn: bool = False,
+        channels_last: bool = False,
+        inference_dtype: str = "float32",
     ):
         """
         Args:
@@ -109,6 +114,9 @@ class STMask(nn.Module):
                 OpenCV resize, ``stmask_d2.data.transforms.build_test_resize``).
             truncate_boxes: output boxes truncated to integer pixels of the original image (released).
             results_order: order of a video's tracks, "score" or "first_emitted" (released), see VideoResults.
+            fold_bn: fold the backbone's (Frozen)BatchNorms into their convs at inference (``fold_bn.py``).
+            channels_last: run the frame network in channels_last memory format at inference.
+            inference_dtype: "float32", "bfloat16" or "auto" (``inference_opts.resolve_inference_dtype``).
         """
         super().__init__()
         self.backbone = backbone
@@ -144,6 +152,11 @@ class STMask(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.timer = NullTimer()  # the benchmark swaps in a StageTimer
         self._anchor_cache = {}
+        if fold_bn:
+            enable_bn_folding(self.backbone)
+        self.channels_last = channels_last
+        self._channels_last_params = False
+        self.inference_dtype = inference_dtype
 
     @classmethod
     def from_config(cls, cfg):
@@ -194,6 +207,9 @@ class STMask(nn.Module):
             "test_resize": build_test_resize(cfg),
             "truncate_boxes": test.TRUNCATE_BOXES,
             "results_order": test.RESULTS_ORDER,
+            "fold_bn": cfg.MODEL.STMASK.INFERENCE.FOLD_BN,
+            "channels_last": cfg.MODEL.STMASK.INFERENCE.CHANNELS_LAST,
+            "inference_dtype": cfg.MODEL.STMASK.INFERENCE.DTYPE,
         }
 
     @property
@@ -224,9 +240,33 @@ class STMask(nn.Module):
 
     def extract(self, images: ImageList):
         """Backbone + FPN, prediction head and ProtoNet on a batch. Returns (features dict, head outputs, protos).
-        At inference the head outputs may lack "pred_coeffs" / "pred_embeds" (see :meth:`_detect`)."""
+        At inference the head outputs may lack "pred_coeffs" / "pred_embeds" (see :meth:`_detect`); with
+        ``inference_dtype`` bfloat16 the network runs under autocast and its outputs are returned in float32."""
+        x = images.tensor
+        if self.training:
+            return self._extract(x)
+        if self.channels_last:
+            self._to_channels_last()
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = resolve_inference_dtype(self.inference_dtype, x.device.type)
+        if dtype == torch.float32:
+            return self._extract(x)
+        with torch.autocast(x.device.type, dtype=dtype):
+            out = self._extract(x)
+        return cast_floats(out, torch.float32)
+
+    def _to_channels_last(self):
+        """Convolution weights of the frame network in channels_last (once; in place, state dict unchanged)."""
+        if not self._channels_last_params:
+            with torch.inference_mode(False), torch.no_grad():
+                for m in (self.backbone, self.head, self.protonet, self.tf_head):
+                    if m is not None:
+                        m.to(memory_format=torch.channels_last)
+            self._channels_last_params = True
+
+    def _extract(self, x):
         with self.timer("backbone+fpn"):
-            features = self.backbone(images.tensor)
+            features = self.backbone(x)
         with self.timer("head"):
             feats = [features[f] for f in self.in_features]
             if self._lazy_branches():

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Export STMask's frame network (backbone + FPN, prediction head, ProtoNet; the TF head as a second graph) to
+TorchScript or ONNX for one input size; tracking and post-processing stay in Python (``demo/demo.py --exported``).
+
+    python tools/export_model.py --config-file configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml \\
+        --format onnx --output output/stmask.onnx [--height 384 --width 640] [--check] --opts MODEL.WEIGHTS model.pth
+
+``--height/--width`` is the padded network input (multiples of 32); the default is the size a video of
+``--video-size HxW`` (default 360x640) gets after the config's test resize and padding. ONNX writes FILE.onnx and,
+with temporal fusion, FILE.tf.onnx. ``--check`` runs the exported graphs (onnxruntime / TorchScript) on a random
+input against the eager model and prints the largest differences. Bad input or an operator that cannot be
+exported: one line on stderr, exit code 2.
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config-file", default="configs/youtubevis_2019/STMask_R50_DCN_ada_TF.yaml", metavar="FILE")
+    p.add_argument("--format", choices=["torchscript", "onnx"], required=True)
+    p.add_argument("--output", required=True, metavar="FILE", help="e.g. model.onnx or model.pt")
+    p.add_argument("--height", type=int, default=0, help="padded network input height (multiple of 32)")
+    p.add_argument("--width", type=int, default=0, help="padded network input width (multiple of 32)")
+    p.add_argument("--video-size", default="360x640", help="HxW of the videos (sets --height/--width when unset)")
+    p.add_argument("--check", action="store_true", help="compare the exported graphs with the eager model")
+    p.add_argument("--benchmark", type=int, default=0, metavar="N",
+                   help="time N runs of the exported frame network against the eager one (median, same input)")
+    p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime intra-op threads (0: default)")
+    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    return p
+
+
+def input_size_for_video(model, video_hw):
+    """The padded network input of a (h, w) video: the model's test resize, then padding to size divisibility."""
+    import numpy as np
+
+    h, w = video_hw
+    tfm = model.test_resize.get_transform(np.zeros((h, w, 3), np.uint8))
+    rh, rw = tfm.new_h, tfm.new_w
+    d = model.backbone.size_divisibility or 1
+    return -(-rh // d) * d, -(-rw // d) * d
+
+
+def build_model(config_file, opts):
+    import torch
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model as d2_build
+
+    from stmask_d2.config import add_stmask_config
+    from stmask_d2.engine import AtomicDetectionCheckpointer
+    from stmask_d2.export import ExportError
+
+    if not os.path.isfile(config_file):
+        raise ExportError(f"Config file '{config_file}' does not exist (see configs/).")
+    cfg = get_cfg()
+    add_stmask_config(cfg)
+    try:
+        cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as e:
+        raise ExportError(f"config: {' '.join(str(e).split())}") from e
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    model = d2_build(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        try:
+            AtomicDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise ExportError(str(e)) from e
+    torch.set_grad_enabled(False)
+    return cfg, model
+
+
+def check_exported(model, path):
+    """Largest |exported - eager| of each output on a random input, and of the TF graph. Returns the max."""
+    import torch
+
+    from stmask_d2.export import ExportedNetwork, FrameNetwork, TFNetwork
+
+    net = ExportedNetwork(path)
+    h, w = net.input_size
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = dict(zip(FrameNetwork(model).output_names, FrameNetwork(model)(x)))
+    got = net.run(x)
+    worst = 0.0
+    for k, v in ref.items():
+        d = (got[k] - v).abs().max().item()
+        worst = max(worst, d / max(1.0, v.abs().max().item()))
+        print(f"    {k:16s} {tuple(v.shape)}  max |exported - eager| {d:.2e}")
+    if net.has_tf:
+        boxes = torch.tensor([[4.0, 6.0, w * 0.6, h * 0.5], [w * 0.2, h * 0.3, w * 0.9, h * 0.95]])
+        args = (ref["tf_map"], ref["tf_map"].roll(1, -1), ref["tf_up"], ref["tf_up"].roll(1, -1), boxes)
+        with torch.inference_mode():
+            rd, rc = TFNetwork(model.tf_head)(*args)
+        d, c = net.run_tf(*args)
+        for k, a, b in (("box_deltas", d, rd), ("coeff_deltas", c, rc)):
+            e = (a - b).abs().max().item()
+            worst = max(worst, e / max(1.0, b.abs().max().item()))
+            print(f"    TF {k:13s} {tuple(b.shape)}  max |exported - eager| {e:.2e}")
+    return worst
+
+
+def benchmark_exported(model, path, runs, threads=0):
+    """Median seconds of the exported frame network and of the eager one (inference mode) on one input."""
+    import statistics
+    import time
+
+    import torch
+
+    from stmask_d2.export import ExportedNetwork, FrameNetwork
+
+    net = ExportedNetwork(path, threads=threads)
+    h, w = net.input_size
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
+    eager = FrameNetwork(model).eval()
+    times = {"exported": [], "eager": []}
+    with torch.inference_mode():
+        for r in range(runs + 1):  # alternating; the first round warms up
+            for name, fn in (("exported", lambda: net.run(x)), ("eager", lambda: eager(x))):
+                t0 = time.perf_counter()
+                fn()
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    return statistics.median(times["exported"]), statistics.median(times["eager"]), net.kind
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from stmask_d2.export import ExportError, export_model
+
+    try:
+        cfg, model = build_model(args.config_file, args.opts)
+        if args.height <= 0 or args.width <= 0:
+            try:
+                vh, vw = (int(v) for v in args.video_size.lower().split("x"))
+            except ValueError:
+                raise ExportError(f"--video-size must be HxW, e.g. 360x640, got {args.video_size!r}.") from None
+            args.height, args.width = input_size_for_video(model, (vh, vw))
+        files = export_model(model, args.output, args.format, args.height, args.width)
+    except ExportError as e:
+        print(f"export_model.py: error: {e}", file=sys.stderr)
+        return 2
+    for f in files:
+        print(f"wrote {f} ({os.path.getsize(f) / 2**20:.1f} MiB), input 1x3x{args.height}x{args.width}")
+    if args.check:
+        worst = check_exported(model, args.output)
+        print(f"largest difference relative to each output's scale: {worst:.2e}")
+    if args.benchmark > 0:
+        from stmask_d2.utils.calibration import format_calibration, resnet18_calibration
+
+        print(format_calibration(resnet18_calibration()))
+        ex, ea, kind = benchmark_exported(model, args.output, args.benchmark, args.threads)
+        print(f"frame network {args.height}x{args.width}, median of {args.benchmark}: {kind} {1000 * ex:.1f} ms, "
+              f"eager PyTorch {1000 * ea:.1f} ms, ratio {ex / ea:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
