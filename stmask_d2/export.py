@@ -330,7 +330,8 @@ class ExportedNetwork:
             outs = self.session.run(None, {"images": images.detach().cpu().float().contiguous().numpy()})
             outs = [torch.from_numpy(o) for o in outs]
         else:
-            outs = self.module(images.float())
+            with torch.inference_mode():
+                outs = self.module(images.float())
         return dict(zip(self.meta["outputs"], outs))
 
     def run_tf(self, prev_map, cur_map, prev_up, cur_up, boxes):
@@ -339,7 +340,8 @@ class ExportedNetwork:
                                         for t in (prev_map, cur_map, prev_up, cur_up, boxes))))
             d, c = self.tf_session.run(None, feed)
             return torch.from_numpy(d), torch.from_numpy(c)
-        return self.module.tf(prev_map, cur_map, prev_up, cur_up, boxes.float())
+        with torch.inference_mode():
+            return self.module.tf(prev_map, cur_map, prev_up, cur_up, boxes.float())
 
 
 class _ExportedTFHead(nn.Module):

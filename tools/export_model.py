@@ -48,7 +48,6 @@ def input_size_for_video(model, video_hw):
 
 
 def build_model(config_file, opts):
-    import torch
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model as d2_build
 
@@ -73,7 +72,6 @@ def build_model(config_file, opts):
             AtomicDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         except (RuntimeError, OSError, ValueError) as e:
             raise ExportError(str(e)) from e
-    torch.set_grad_enabled(False)
     return cfg, model
 
 
