@@ -25,7 +25,8 @@ def init_scope(name: str):
     siblings. Only the CPU generator is touched (modules are built on the CPU).
     """
     state = torch.random.get_rng_state()
-    base = int(torch.randint(0, 2**31 - 1, (1,)).item())  # consumes a draw; the state is restored below
+    # consumes a draw (the state is restored below); on the CPU explicitly, also under `with torch.device("meta")`
+    base = int(torch.randint(0, 2**31 - 1, (1,), device="cpu").item())
     seed = (base * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63 - 1)
     torch.default_generator.manual_seed(seed)
     try:
