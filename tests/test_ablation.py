@@ -72,3 +72,33 @@ def test_cli_bad_input(tmp_path):
     r = cli("--table", "table4", "--train", "a", "--test", "b", "--rows", "nope", "--output", str(tmp_path))
     assert r.returncode == 2 and "unknown rows ['nope']" in r.stderr
     assert cli("--table", "table1", "--list-rows").stdout.count("configs/ablations/") == 3
+
+
+def test_eval_variants_evaluate_finished_runs_without_training(tmp_path):
+    reg = prepare_synthetic(str(tmp_path / "data"), num_videos=4, valid_videos=1, seed=1, num_frames=3, height=64,
+                            width=96)
+    opts = ["INPUT.MIN_SIZE_TRAIN", (64,), "INPUT.MAX_SIZE_TRAIN", 96, "INPUT.MIN_SIZE_TEST", 64,
+            "INPUT.MAX_SIZE_TEST", 96, "SOLVER.IMS_PER_BATCH", 1, "DATALOADER.NUM_WORKERS", 0]
+    lines = []
+    kw = dict(train=reg[0][0], test=reg[1][0], register=reg, seeds=(0,), iters=1, rows=["baseline +TF"], opts=opts,
+              print_fn=lines.append)
+    out = str(tmp_path / "out")
+    variants = [("no TF at test", ["MODEL.STMASK.TF.ENABLED", False])]
+    md = run_table("table4", out, eval_variants=variants, **kw)
+    vdir = os.path.join(out, "runs", "baseline_TF", "seed0", "variant_no_TF_at_test")
+    spec = json.load(open(os.path.join(vdir, "spec.json")))
+    assert spec["iters"] == 0 and spec["init"].endswith(os.path.join("baseline_TF", "seed0", "model_final.pth"))
+    assert spec["opts"][-2:] == ["MODEL.STMASK.TF.ENABLED", False]
+    assert not os.path.exists(os.path.join(vdir, "model_final.pth"))  # evaluated, not trained
+    assert "AP" in json.load(open(os.path.join(vdir, "metrics.json")))
+    assert "| baseline +TF [no TF at test] | 1 |" in md
+    assert md.index("| baseline +TF | 1 |") < md.index("| baseline +TF [no TF at test] |")
+    lines.clear()  # resumable: nothing runs again
+    assert run_table("table4", out, eval_variants=variants, **kw) == md
+    assert not any("evaluation only" in ln for ln in lines)
+    try:
+        run_table("table4", out, eval_variants=[("x", ["ONLY_A_KEY"])], **kw)
+    except ValueError as e:
+        assert "KEY VALUE pairs" in str(e)
+    else:
+        raise AssertionError("odd variant options were accepted")

@@ -8,6 +8,11 @@ Synthetic data (generated once; small-model variants of the rows on the small sy
         --motion-scale 2 --object-blur 0.5 --occluders 1 --seeds 0 1 2 --iters 400 --pretrain-iters 600 \\
         --output output/ablation_table4
 
+Inference-time experiments on finished runs (evaluation only, e.g. a TF model evaluated without TF)::
+
+    python tools/ablation.py --table table4 --rows "+FCA +FCB(ada) +TF" ...same data flags... \
+        --eval-variant no-TF-at-test MODEL.STMASK.TF.ENABLED False
+
 Any registered dataset pair (``--register-ytvis NAME JSON ROOT`` for your own)::
 
     python tools/ablation.py --table table5 --train ytvis_2019_train_sub --test ytvis_2019_valid_sub \\
@@ -53,6 +58,9 @@ def main(argv=None):
     m.add_argument("--base-config", default=SMALL_BASE, help="small base config the rows' keys are applied to")
     m.add_argument("--full-configs", action="store_true", help="use the rows' real configs unchanged")
     m.add_argument("--threads", type=int, default=2, help="torch threads per run (runs are sequential)")
+    p.add_argument("--eval-variant", nargs="+", action="append", default=[], metavar="NAME [KEY VALUE ...]",
+                   help="also evaluate every finished run (no training) with these options, shown as the row "
+                        "'<row> [NAME]'; repeatable, e.g. --eval-variant no-TF-at-test MODEL.STMASK.TF.ENABLED False")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE pairs for every run")
     args = p.parse_args(argv)
 
@@ -85,6 +93,7 @@ def main(argv=None):
                        pretrain_iters=args.pretrain_iters, init=args.init, rows=args.rows,
                        base_config=args.base_config, full_configs=args.full_configs,
                        opts=size_opts + list(args.opts), threads=args.threads,
+                       eval_variants=[(v[0], v[1:]) for v in args.eval_variant],
                        print_fn=functools.partial(print, flush=True))
     except ValueError as e:
         p.exit(2, f"ablation.py: error: {e}\n")

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["TABLES", "METRICS", "small_row_opts", "prepare_synthetic", "run_table", "format_table", "run_worker"]
 
@@ -322,6 +322,7 @@ def run_table(
     full_configs: bool = False,
     opts: Sequence = (),
     threads: int = 1,
+    eval_variants: Sequence[Tuple[str, Sequence]] = (),
     print_fn=print,
 ) -> str:
     """Run (or resume) ``table`` and return its markdown (also written to ``out_dir``/table.md, summary.json).
@@ -337,6 +338,9 @@ def run_table(
         rows: subset of row names (default: all).
         base_config: the small base config; ``full_configs`` uses each row's real config instead.
         opts: extra KEY VALUE pairs for every run (e.g. INPUT sizes).
+        eval_variants: [(name, KEY VALUE list)]: every finished run is also evaluated (no training) with these
+            extra options, e.g. ("no TF at test", ["MODEL.STMASK.TF.ENABLED", False]); each variant is a row
+            "<row> [name]" of the table, its runs in ``runs/<row>/seed<k>/variant_<name>``.
     """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose one of {sorted(TABLES)}")
@@ -345,6 +349,11 @@ def run_table(
     if rows is not None and len(chosen) != len(set(rows)):
         unknown = sorted(set(rows) - {r["name"] for r in all_rows})
         raise ValueError(f"unknown rows {unknown} for {table}; its rows are {[r['name'] for r in all_rows]}")
+    for vname, vopts in eval_variants:
+        if not _row_dir(vname or ""):
+            raise ValueError(f"an evaluation variant needs a name with letters or digits, got {vname!r}")
+        if len(vopts) % 2:
+            raise ValueError(f"evaluation variant {vname!r}: options must be KEY VALUE pairs, got {list(vopts)}")
     os.makedirs(out_dir, exist_ok=True)
     common = dict(train=train, test=test, register=[list(r) for r in (register or [])], threads=threads)
 
@@ -391,14 +400,29 @@ def run_table(
                      f"HOTA {m.get('HOTA', float('nan')):.1f} in {durations[-1]:.0f} s; {left} runs left, "
                      f"ETA {eta / 60:.1f} min")
         results.setdefault(row["name"], []).append(m)
+    for vname, vopts in eval_variants:
+        for row, seed, spec in runs:
+            base = results[row["name"]][list(seeds).index(seed)]
+            vspec = _run_spec(config=spec["config"], opts=list(spec["opts"]) + list(vopts), seed=spec["seed"],
+                              iters=0, init=base["weights"], frames=False, **common,
+                              output_dir=os.path.join(spec["output_dir"], "variant_" + _row_dir(vname)))
+            m = _done(vspec)
+            if m is None:
+                t0 = time.perf_counter()
+                m = _launch(vspec, print_fn)
+                print_fn(f"[{vname}] {row['name']} seed {seed}: AP {m.get('AP', float('nan')):.1f} "
+                         f"HOTA {m.get('HOTA', float('nan')):.1f} (evaluation only, {time.perf_counter() - t0:.0f} s)")
+            results.setdefault(f"{row['name']} [{vname}]", []).append(m)
+    shown = [r for row in chosen for r in [row] + [dict(name=f"{row['name']} [{vname}]", paper={})
+                                                   for vname, _ in eval_variants]]
     md = format_table(f"{table}: mean ± std over {len(seeds)} seed(s), {iters} iterations per run"
-                      + (f", pretrained {pretrain_iters} iterations" if pretrain_iters else ""), chosen, results)
+                      + (f", pretrained {pretrain_iters} iterations" if pretrain_iters else ""), shown, results)
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write(md + "\n")
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump({"table": table, "seeds": list(seeds), "iters": iters, "pretrain_iters": pretrain_iters,
                    "wall_s": time.perf_counter() - t_start, "rows": {r["name"]: results.get(r["name"], [])
-                                                                     for r in chosen}}, f, indent=1)
+                                                                     for r in shown}}, f, indent=1)
     return md
 
 
