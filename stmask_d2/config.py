@@ -176,6 +176,9 @@ def add_stmask_config(cfg):
     _C.MODEL.STMASK.TF.CORR_PATCH_SIZE = 11  # side d of the displacement window (Table 3: 11)
     _C.MODEL.STMASK.TF.ROI_SIZE = 7  # RoIAlign output size
     _C.MODEL.STMASK.TF.CONV_DIMS = [512, 512, 1024]  # TemporalNet's three 3x3 convs
+    # Training: the TF losses reach the correlated FPN level, the head's upfeature conv and the backbone (released);
+    # False detaches those inputs so that TF trains only TemporalNet (an ablation of its effect on the features).
+    _C.MODEL.STMASK.TF.FEATURE_GRAD = True
 
     # Online tracker (§8, paper eqs. 15-17).
     _C.MODEL.STMASK.TRACKER = CN()

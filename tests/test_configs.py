@@ -113,3 +113,24 @@ def test_config_trains_and_infers(path):
 @pytest.mark.parametrize("path", sorted(set(CONFIGS) - REPRESENTATIVE))
 def test_config_trains_and_infers_all(path):
     run_config(path)
+
+
+@pytest.mark.parametrize("feature_grad", [True, False])
+def test_tf_feature_grad_decides_whether_tf_losses_reach_the_backbone(feature_grad):
+    """MODEL.STMASK.TF.FEATURE_GRAD True (released): L_Bshift / L_Mshift reach the backbone and the head's upfeature
+    conv; False: only TemporalNet gets their gradients."""
+    cfg = tiny_cfg("configs/synthetic/STMask_R18_synthetic_TF.yaml")
+    cfg.MODEL.STMASK.TF.FEATURE_GRAD = feature_grad
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.randint(0, 256, (3, *HW), generator=g, dtype=torch.uint8) for _ in range(2)]
+    c = cfg.MODEL.STMASK.NUM_CLASSES
+    losses = model([{"image": frames, "instances": [_instances(c, 0), _instances(c, 4)]}])
+    assert float(losses["loss_boxshift"].detach()) > 0
+    (losses["loss_boxshift"] + losses["loss_maskshift"]).backward()
+    backbone = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+    reached = any(gr is not None and bool(gr.abs().sum() > 0) for gr in backbone)
+    assert reached == feature_grad
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.tf_head.parameters())

@@ -69,6 +69,7 @@ class STMask(nn.Module):
         criterion: nn.Module,
         tf_head: Optional[nn.Module] = None,
         tf_feature: str = "p4",
+        tf_feature_grad: bool = True,
         tracker: Optional[OnlineTracker] = None,
         boxshift_weight: float = 5.0,
         maskshift_weight: float = 6.125,
@@ -102,6 +103,8 @@ class STMask(nn.Module):
             criterion: ``STMaskLosses`` (frame-level losses; returns the anchor matches used by the TF loss).
             tf_head: ``TemporalFusionHead`` or None (no temporal fusion: memory is propagated unchanged).
             tf_feature: FPN level of the correlation (must be one of ``in_features``).
+            tf_feature_grad: the TF losses reach that level, the head's upfeature conv and the backbone (released);
+                False: TF trains TemporalNet only.
             tracker: an ``OnlineTracker`` used as the template of each video's tracker (copied per video).
             boxshift_weight, maskshift_weight: weights of the TF losses L_Bshift and L_Mshift.
             pixel_mean, pixel_std: per-channel normalisation in ``input_format`` order.
@@ -128,6 +131,7 @@ class STMask(nn.Module):
         self.criterion = criterion
         self.tf_head = tf_head
         self.tf_feature = tf_feature
+        self.tf_feature_grad = tf_feature_grad
         if tf_feature not in self.in_features:
             raise ValueError(f"MODEL.STMASK.TF.CORR_FEATURE={tf_feature} must be one of {self.in_features}")
         self.tf_level = self.in_features.index(tf_feature)
@@ -188,6 +192,7 @@ class STMask(nn.Module):
             "criterion": STMaskLosses(cfg),
             "tf_head": tf_head,
             "tf_feature": tf.CORR_FEATURE,
+            "tf_feature_grad": tf.FEATURE_GRAD,
             "tracker": OnlineTracker.from_config(cfg),
             "boxshift_weight": cfg.MODEL.STMASK.LOSS.BOXSHIFT_WEIGHT,
             "maskshift_weight": cfg.MODEL.STMASK.LOSS.MASKSHIFT_WEIGHT,
@@ -319,6 +324,8 @@ class STMask(nn.Module):
     def _tf_losses(self, features, head_out, protos, anchors, gt_instances, matches, pairs):
         tf_level_map = features[self.tf_feature]
         up = head_out["upfeatures"][self.tf_level]
+        if not self.tf_feature_grad:  # TF trains TemporalNet only
+            tf_level_map, up = tf_level_map.detach(), up.detach()
         if not pairs:
             zero = sum(p.sum() for p in self.tf_head.parameters()) * 0.0
             return {"loss_boxshift": zero, "loss_maskshift": zero}
