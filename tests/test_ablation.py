@@ -53,7 +53,13 @@ def test_tiny_table_end_to_end_and_resume(tmp_path):
             assert {"AP", "AP50", "AP75", "AR1", "AR10", "HOTA", "AssA"} <= set(m)
             assert m["weights"].endswith("model_final.pth")
     spec = json.load(open(os.path.join(out, "runs", "baseline", "seed0", "spec.json")))
-    assert spec["init"].endswith(os.path.join("pretrain", "model_final.pth"))
+    assert spec["init"] == os.path.join(out, "init_released.pth")  # the released init: no prediction layers
+    import torch
+
+    kept = torch.load(spec["init"], weights_only=True)["model"]
+    full = torch.load(os.path.join(out, "pretrain", "model_final.pth"), weights_only=True)["model"]
+    assert set(kept) == {k for k in full if k.startswith(("backbone.", "protonet.", "head.upfeature."))}
+    assert any(k.startswith("backbone.") for k in kept) and not any(k.startswith("head.class") for k in kept)
     assert "| baseline | 2 |" in md and "| baseline +TF | 2 |" in md and "28.9" in md
     assert open(os.path.join(out, "table.md")).read().strip() == md
     # re-run: every run is skipped
@@ -102,3 +108,23 @@ def test_eval_variants_evaluate_finished_runs_without_training(tmp_path):
         assert "KEY VALUE pairs" in str(e)
     else:
         raise AssertionError("odd variant options were accepted")
+
+
+def test_filter_init_checkpoint(tmp_path):
+    import torch
+
+    from stmask_d2.engine.ablation import filter_init_checkpoint
+
+    src = str(tmp_path / "full.pth")
+    torch.save({"model": {"backbone.a": torch.ones(2), "head.upfeature.0.weight": torch.ones(1),
+                          "head.class_pred.convs.0.weight": torch.ones(3), "tf_head.fc.weight": torch.ones(1)},
+                "iteration": 5}, src)
+    out = filter_init_checkpoint(src, str(tmp_path / "kept.pth"))
+    assert sorted(torch.load(out, weights_only=True)["model"]) == ["backbone.a", "head.upfeature.0.weight"]
+    torch.save({"model": {"head.class_pred.w": torch.ones(1)}}, src)
+    try:
+        filter_init_checkpoint(src, str(tmp_path / "none.pth"))
+    except ValueError as e:
+        assert "no parameter starts with" in str(e) and not os.path.exists(tmp_path / "none.pth")
+    else:
+        raise AssertionError("a checkpoint without backbone parameters was accepted")

@@ -40,6 +40,10 @@ def main(argv=None):
     p.add_argument("--pretrain-iters", type=int, default=0,
                    help="frame-level pretraining on the training frames as images first (0: none)")
     p.add_argument("--init", default=None, help="checkpoint every row (or the pretraining) starts from")
+    p.add_argument("--init-keep", choices=("released", "all"), default="released",
+                   help="what rows take from the init / pretrained weights: 'released' = backbone, FPN, ProtoNet and "
+                        "the head's upfeature conv, as the authors' init_weights (default); 'all' = every parameter "
+                        "whose shape matches")
     d = p.add_argument_group("data: a registered train / test pair, or the synthetic generator")
     d.add_argument("--train", default=None, help="registered training dataset")
     d.add_argument("--test", default=None, help="registered held-out dataset")
@@ -92,7 +96,7 @@ def main(argv=None):
                        test=test, register=register, seeds=args.seeds, iters=args.iters,
                        pretrain_iters=args.pretrain_iters, init=args.init, rows=args.rows,
                        base_config=args.base_config, full_configs=args.full_configs,
-                       opts=size_opts + list(args.opts), threads=args.threads,
+                       opts=size_opts + list(args.opts), threads=args.threads, init_keep=args.init_keep,
                        eval_variants=[(v[0], v[1:]) for v in args.eval_variant],
                        print_fn=functools.partial(print, flush=True))
     except ValueError as e:

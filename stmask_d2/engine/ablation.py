@@ -11,8 +11,11 @@ at 384x640) and the paper's numbers for it. The runner trains and evaluates ever
    configs unchanged (real data, GPU);
 3. initialisation, as in the paper (every row starts from the same image-pretrained weights): ``init`` (a
    checkpoint) and / or an optional frame-level pretraining stage on the training videos' frames as images (the
-   stand-in for COCO pretraining; the table's first row without TF), from which every row fine-tunes (parameters
-   whose shapes differ, e.g. a head with other anchors, are skipped as Detectron2 does);
+   stand-in for COCO pretraining; the table's first row without TF), from which every row fine-tunes. As the
+   released ``init_weights`` does with the Yolact++ COCO checkpoints, only the backbone, FPN, ProtoNet and the head's
+   ``upfeature`` conv are taken from it (:data:`RELEASED_INIT_PREFIXES`); every prediction layer, tower, FCB and the
+   TF head starts from its own seeded initialisation in every row, so that no row inherits trained prediction
+   layers that others cannot load (``init_keep="all"`` keeps every parameter whose shape matches);
 4. every (row, seed) run is a subprocess (``python -m stmask_d2.engine.ablation worker SPEC``) writing
    ``<out>/runs/<row>/seed<k>/metrics.json``; a run whose metrics.json exists for the same spec is skipped (the
    runner is resumable; an interrupted run resumes from its last checkpoint);
@@ -101,6 +104,27 @@ _ROW_KEYS = (
     "MODEL.STMASK.FCB.MODE", "MODEL.STMASK.FCB.BRANCHES", "MODEL.STMASK.TF.ENABLED",
 )
 _SMALL_DEPTH = {50: 18, 101: 34, 18: 18, 34: 34}
+# parameters every row takes from the image-pretrained weights (the released init_weights copies the backbone, FPN,
+# ProtoNet and the head's upfeature conv from the Yolact++ COCO checkpoints; everything else is initialised anew)
+RELEASED_INIT_PREFIXES = ("backbone.", "protonet.", "head.upfeature.")
+
+
+def filter_init_checkpoint(src: str, dst: str, prefixes: Sequence[str] = RELEASED_INIT_PREFIXES) -> str:
+    """Write (atomically) to ``dst`` the model parameters of checkpoint ``src`` whose names start with one of
+    ``prefixes`` (no trainer state, no iteration); returns ``dst``. Loads tensors only (``weights_only``)."""
+    import torch
+
+    from ..utils.io import atomic_write
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    model = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(model, dict):
+        raise ValueError(f"{src} holds no state dict (expected a Detectron2 checkpoint with a 'model' entry)")
+    kept = {k: v for k, v in model.items() if k.startswith(tuple(prefixes))}
+    if not kept:
+        raise ValueError(f"{src}: no parameter starts with {list(prefixes)}; is it an STMask checkpoint?")
+    atomic_write(dst, lambda f: torch.save({"model": kept}, f))
+    return dst
 
 
 def _get(cfg, key):
@@ -322,6 +346,7 @@ def run_table(
     full_configs: bool = False,
     opts: Sequence = (),
     threads: int = 1,
+    init_keep: str = "released",
     eval_variants: Sequence[Tuple[str, Sequence]] = (),
     print_fn=print,
 ) -> str:
@@ -335,6 +360,8 @@ def run_table(
         pretrain_iters: > 0: first train the table's first row (TF off) on the training frames as images for this
             many iterations; every row then starts from it.
         init: checkpoint every row (or the pretraining) starts from.
+        init_keep: "released" (rows take only the backbone, FPN, ProtoNet and upfeature conv from the init /
+            pretrained weights, see :data:`RELEASED_INIT_PREFIXES`) or "all" (every parameter whose shape matches).
         rows: subset of row names (default: all).
         base_config: the small base config; ``full_configs`` uses each row's real config instead.
         opts: extra KEY VALUE pairs for every run (e.g. INPUT sizes).
@@ -375,6 +402,17 @@ def run_table(
             _launch(spec, print_fn)
             print_fn(f"pretraining done in {time.perf_counter() - t0:.0f} s")
         init = _done(spec)["weights"]
+    if init_keep not in ("released", "all"):
+        raise ValueError(f"init_keep must be 'released' or 'all', got {init_keep!r}")
+    if init and init_keep == "released":
+        filtered = os.path.join(out_dir, "init_released.pth")
+        src_stamp = f"{os.path.abspath(init)} {os.path.getmtime(init)} {os.path.getsize(init)}"
+        stamp_file = filtered + ".source"
+        if not (os.path.isfile(filtered) and os.path.isfile(stamp_file) and open(stamp_file).read() == src_stamp):
+            filter_init_checkpoint(init, filtered)
+            with open(stamp_file, "w") as f:
+                f.write(src_stamp)
+        init = filtered
 
     runs = []
     for row in chosen:
