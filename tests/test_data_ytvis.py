@@ -148,6 +148,7 @@ def _bad(**kw):
     (_bad(**{"annotations.0.segmentations.1": {"size": [3, 3], "counts": [9]}}), ["annotation id 11", "size"]),
     (_bad(**{"annotations.1.id": 11}), ["annotation id 11", "duplicate"]),
     (_bad(categories=KeyError), ["categories"]),
+    (_bad(categories=[{"id": 7, "name": "b"}, {"id": "2", "name": "a"}]), ["category", '"id" must be an integer']),
     (_bad(videos=KeyError), ["videos"]),
     ('{"videos": [', ["not valid JSON"]),
 ])

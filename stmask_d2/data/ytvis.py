@@ -62,6 +62,7 @@ def _category_mapping(json_file, data, dataset_name):
     for c in cats:
         if not isinstance(c, dict) or "id" not in c or "name" not in c:
             raise _err(json_file, f"category {c!r}", 'every category needs an "id" and a "name".')
+        _check_id(json_file, f"category {c!r}", "id", c["id"])
     cats = sorted(cats, key=lambda c: c["id"])
     json_ids = [c["id"] for c in cats]
     if len(set(json_ids)) != len(json_ids):
