@@ -16,6 +16,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
+from ..utils.json_io import parse_json_bytes
+
 __all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError", "check_ytvis_files", "rle_total"]
 
 logger = logging.getLogger(__name__)
@@ -37,21 +39,9 @@ def _read_json(json_file):
         )
     with PathManager.open(json_file, "rb") as f:
         raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise YTVISFormatError(
-            f"{json_file}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); JSON must "
-            f"be UTF-8: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-        ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise YTVISFormatError(
-            f"{json_file}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-            f"the file is probably truncated or not a YouTube-VIS annotation file."
-        ) from None
+    return parse_json_bytes(
+        raw, json_file, YTVISFormatError, "; the file is probably truncated or not a YouTube-VIS annotation file."
+    )
 
 
 def _category_mapping(json_file, data, dataset_name):

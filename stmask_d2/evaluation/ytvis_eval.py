@@ -19,7 +19,6 @@ The official rules (see ``docs/YTVIS_FORMAT.md``) and how they are reproduced he
 Inputs the official API silently mishandles are rejected with :class:`YTVISEvalError` (a ``ValueError``) unless
 ``lenient=True`` reproduces the official behaviour (segmentation lists of the wrong length are truncated by zip).
 """
-import json
 import logging
 import math
 import os
@@ -27,6 +26,8 @@ from collections import OrderedDict, defaultdict
 
 import numpy as np
 from pycocotools import mask as mask_util
+
+from ..utils.json_io import parse_json_bytes
 
 __all__ = [
     "YTVISEvalError",
@@ -56,22 +57,13 @@ class YTVISEvalError(ValueError):
 
 # ----------------------------------------------------------------------------------------------------- loading
 def _read_json(obj, what):
+    """``obj`` parsed when it is a path (``what``: "ground truth" or "results", for the messages), else as is."""
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if not os.path.isfile(path):
             raise YTVISEvalError(f"{what} file not found: {path}")
         with open(path, "rb") as f:
-            raw = f.read()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise YTVISEvalError(f"{what} file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
-                                 f"{e.start}, line {line}); JSON must be UTF-8: re-save the file as UTF-8") from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise YTVISEvalError(f"{what} file {path} is not valid JSON: {e}") from None
+            return parse_json_bytes(f.read(), f"{what} file {path}", YTVISEvalError)
     return obj
 
 
