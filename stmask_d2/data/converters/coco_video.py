@@ -9,7 +9,6 @@ Videos: images are grouped by their ``video_id`` key when every image has one, o
 by file name (natural order: ``2.jpg`` before ``10.jpg``). Class names and ids come from the source's
 ``categories``.
 """
-import logging
 import os
 from collections import defaultdict
 
@@ -20,8 +19,6 @@ from ...utils.json_io import parse_json_bytes
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, natural_key
 
 __all__ = ["convert_coco_video", "TRACK_ID_KEYS"]
-
-logger = logging.getLogger(__name__)
 
 TRACK_ID_KEYS = ("attributes.track_id", "track_id", "instance_id")
 

@@ -9,7 +9,6 @@ e.g. ``--annotations DAVIS/Annotations/480p --image-root DAVIS/JPEGImages/480p``
 every frame, so the index is the track id. Class names: from a DAVIS ``davis_semantics.json``-style file
 (``{"<seq>": {"<object index>": "<class name>"}}``) or one name for every object (``class_name``).
 """
-import logging
 import os
 
 import numpy as np
@@ -19,8 +18,6 @@ from ...utils.json_io import parse_json_bytes
 from .common import ConversionError, YTVISBuilder, image_size, list_frames, natural_key, rle_from_mask
 
 __all__ = ["convert_davis", "read_index_png", "category_list"]
-
-logger = logging.getLogger(__name__)
 
 
 def read_index_png(path):

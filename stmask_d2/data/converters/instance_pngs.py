@@ -9,7 +9,6 @@ Layout::
 and the name, when present, the class (else ``class_name``). A track without a PNG for a frame is absent there.
 Masks may overlap (YouTube-VIS allows it).
 """
-import logging
 import os
 import re
 
@@ -20,8 +19,6 @@ from .common import ConversionError, YTVISBuilder, image_size, list_frames, natu
 from .davis import category_list
 
 __all__ = ["convert_instance_pngs", "parse_track_folder", "read_binary_png"]
-
-logger = logging.getLogger(__name__)
 
 
 def parse_track_folder(name):
