@@ -118,23 +118,7 @@ def _frame_segmentations(json_file, where, segs, h, w, stats=None):
         if s is None:
             continue
         if isinstance(s, dict):
-            if "counts" not in s or "size" not in s:
-                raise _err(json_file, f"{where}, frame {t}", 'an RLE needs "counts" and "size".')
-            if not isinstance(s["size"], list) or list(s["size"]) != [h, w]:
-                raise _err(json_file, f"{where}, frame {t}",
-                           f"RLE size {s['size']} differs from the video size [{h}, {w}] (height, width).")
-            counts = s["counts"]
-            if isinstance(counts, list) and not all(_is_int(c) for c in counts):
-                raise _err(json_file, f"{where}, frame {t}", "uncompressed RLE counts must be a list of integers.")
-            if not isinstance(counts, (list, str)):
-                raise _err(json_file, f"{where}, frame {t}", "RLE counts must be a string or a list of ints.")
-            total = rle_total(counts)
-            if total < 0 or total > h * w:
-                raise _err(json_file, f"{where}, frame {t}",
-                           f"RLE counts cover {'an invalid number of' if total < 0 else total} pixels but the mask "
-                           f"has {h}x{w} = {h * w}; re-encode the mask with pycocotools.mask.encode.")
-            if total < h * w:
-                stats["short_rle"] = stats.get("short_rle", 0) + 1
+            counts = _check_rle(json_file, f"{where}, frame {t}", s, h, w, stats)
             if isinstance(counts, list):
                 uncompressed.append(t)
             else:
@@ -155,6 +139,28 @@ def _frame_segmentations(json_file, where, segs, h, w, stats=None):
         for t, r in zip(uncompressed, rles):
             out[t] = {"size": [h, w], "counts": r["counts"].decode("ascii")}
     return out
+
+
+def _check_rle(json_file, where, s, h, w, stats):
+    """Check one frame's RLE dict ``s`` against the video size (h, w) and return its counts (list or str); an RLE
+    covering fewer than h * w pixels is counted in ``stats["short_rle"]``."""
+    if "counts" not in s or "size" not in s:
+        raise _err(json_file, where, 'an RLE needs "counts" and "size".')
+    if not isinstance(s["size"], list) or list(s["size"]) != [h, w]:
+        raise _err(json_file, where, f"RLE size {s['size']} differs from the video size [{h}, {w}] (height, width).")
+    counts = s["counts"]
+    if isinstance(counts, list) and not all(_is_int(c) for c in counts):
+        raise _err(json_file, where, "uncompressed RLE counts must be a list of integers.")
+    if not isinstance(counts, (list, str)):
+        raise _err(json_file, where, "RLE counts must be a string or a list of ints.")
+    total = rle_total(counts)
+    if total < 0 or total > h * w:
+        raise _err(json_file, where,
+                   f"RLE counts cover {'an invalid number of' if total < 0 else total} pixels but the mask "
+                   f"has {h}x{w} = {h * w}; re-encode the mask with pycocotools.mask.encode.")
+    if total < h * w:
+        stats["short_rle"] = stats.get("short_rle", 0) + 1
+    return counts
 
 
 def _bbox_from_segmentation(seg, h, w):
