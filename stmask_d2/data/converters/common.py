@@ -22,7 +22,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from ...utils.io import atomic_write
-from ...utils.rle import rle_runs
+from ...utils.rle_counts import rle_runs
 
 __all__ = ["ConversionError", "YTVISBuilder", "rle_from_mask", "check_rle_string", "list_frames", "natural_key",
            "image_size", "write_ytvis_json", "IMAGE_EXTENSIONS"]
