@@ -187,12 +187,12 @@ def test_no_tf_config_selects_frame_level_tracker():
     cfg = get_cfg()
     add_stmask_config(cfg)
     cfg.MODEL.STMASK.TF.ENABLED = False
-    assert OnlineTracker.from_config(cfg).frame_level
+    assert OnlineTracker(cfg).frame_level
     cfg.MODEL.STMASK.TRACKER.NO_TF_MODE = "propagate"
-    assert not OnlineTracker.from_config(cfg).frame_level
+    assert not OnlineTracker(cfg).frame_level
     cfg.MODEL.STMASK.TF.ENABLED = True
     cfg.MODEL.STMASK.TRACKER.NO_TF_MODE = "released"
-    assert not OnlineTracker.from_config(cfg).frame_level
+    assert not OnlineTracker(cfg).frame_level
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -148,6 +148,7 @@ def _bad(**kw):
     (_bad(**{"annotations.0.segmentations.1": {"size": [3, 3], "counts": [9]}}), ["annotation id 11", "size"]),
     (_bad(**{"annotations.1.id": 11}), ["annotation id 11", "duplicate"]),
     (_bad(categories=KeyError), ["categories"]),
+    (_bad(categories=[{"id": 7, "name": "b"}, {"id": "2", "name": "a"}]), ["category", '"id" must be an integer']),
     (_bad(videos=KeyError), ["videos"]),
     ('{"videos": [', ["not valid JSON"]),
 ])
@@ -212,3 +213,20 @@ def test_register_from_args(tmp_path):
     with pytest.raises(FileNotFoundError, match="no.json"):
         register_ytvis_from_args(args)
     assert register_ytvis_from_args(parser.parse_args([])) == []
+
+
+def test_rle_runs_decodes_like_pycocotools_and_names_defects():
+    from stmask_d2.utils.rle_counts import rle_runs, rle_total
+
+    rng = np.random.RandomState(0)
+    for _ in range(20):
+        m = (rng.rand(H, W) < rng.rand()).astype(np.uint8)
+        runs = rle_runs(_compressed(m)["counts"])
+        assert runs.tolist() == _uncompressed(m)["counts"]  # the same runs as the uncompressed form
+        assert rle_total(_compressed(m)["counts"].encode()) == H * W
+    for counts, defect in [("0~", "invalid character '~'"), ("0é", "invalid character 'é'"), ("01P", "truncated"),
+                           ("P" * 13 + "0", "more than 60 bits"), ("@", "negative")]:
+        with pytest.raises(ValueError, match=defect):
+            rle_runs(counts)
+        assert rle_total(counts) == -1
+    assert rle_runs("").tolist() == [] and rle_total([3, 4]) == 7 and rle_total([3, -1]) == -1

@@ -163,9 +163,83 @@ def test_from_config_and_reset():
 
     cfg = get_cfg()
     add_stmask_config(cfg)
-    tr = OnlineTracker.from_config(cfg)
+    kwargs = OnlineTracker.from_config(cfg)  # Detectron2 @configurable: a kwargs dict, OnlineTracker(cfg) builds
+    assert isinstance(kwargs, dict) and kwargs["match_mode"] == cfg.MODEL.STMASK.TRACKER.MATCH_MODE
+    assert OnlineTracker(**kwargs).__dict__.keys() == OnlineTracker(cfg).__dict__.keys()
+    assert OnlineTracker(cfg, prune_after=40).prune_after == 40  # explicit kwargs override the config
+    tr = OnlineTracker(cfg)
     assert tr.new_track_score == pytest.approx(1.4) and tr.prune_after == 30 and tr.score_thresh == 0.05
     tr.update(_dets([[0, 0, 40, 40]], [0.9], [_unit(0)], [_mask(0, 0, 8, 8)]))
     tr.reset()
     assert tr.memory is None
     assert tr.update(_dets([[0, 0, 40, 40]], [0.9], [_unit(0)], [_mask(0, 0, 8, 8)]))["track_ids"].tolist() == [0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the steps of update, one at a time on tiny tensors
+# ---------------------------------------------------------------------------------------------------------------
+def test_assign_step_descending_score_and_conflicts():
+    # columns: 0 = new track, j >= 1 = memory row j - 1; detections 0, 2 and 3 claim row 1, detection 4 row 0
+    jstar = torch.tensor([2, 0, 2, 2, 1, 0])
+    scores = torch.tensor([0.5, 0.3, 0.9, 0.9, 0.1, 0.7])
+    matched_dets, matched_rows, new_dets = OnlineTracker.assign(jstar, scores)
+    assert matched_dets.tolist() == [2, 4]  # 2 beats 3 on the score tie (listed first) and 0 (lower score)
+    assert matched_rows.tolist() == [1, 0]
+    assert new_dets.tolist() == [5, 1]  # descending score
+    # nothing claimed (empty memory or all new) and no detection at all
+    md, mr, nd = OnlineTracker.assign(torch.zeros(3, dtype=torch.long), torch.tensor([0.1, 0.3, 0.2]))
+    assert md.tolist() == [] and mr.tolist() == [] and nd.tolist() == [1, 2, 0]
+    md, mr, nd = OnlineTracker.assign(torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    assert md.numel() == mr.numel() == nd.numel() == 0 and md.dtype == torch.long
+
+
+def test_propagate_and_match_steps():
+    tr = OnlineTracker()
+    assert tr.propagate(None) is None  # empty memory
+    assert tr.match(_empty(), None).tolist() == []
+    d0 = _dets([[0, 0, 40, 40], [100, 100, 140, 140]], [0.9, 0.8], [_unit(0), _unit(2.0)],
+               [_mask(0, 0, 8, 8), _mask(8, 8, 16, 16)])
+    assert tr.match(d0, None).tolist() == [0, 0]  # empty memory: every detection opens a track
+    tr.update(d0)
+    mem = tr.memory
+    prop = {"boxes": mem["boxes"] + 100, "coeffs": mem["coeffs"].double() + 1, "masks": mem["masks"].flip(0)}
+    cand = tr.propagate(prop)
+    assert torch.equal(cand["boxes"], mem["boxes"] + 100) and cand["coeffs"].dtype == mem["coeffs"].dtype
+    assert torch.equal(cand["masks"], mem["masks"].flip(0)) and cand["scores"] is mem["scores"]
+    assert torch.equal(tr.memory["boxes"], prop["boxes"] - 100)  # the memory itself is untouched
+    with pytest.raises(AssertionError, match="propagate tracker.memory"):
+        tr.propagate({k: v[:1] for k, v in prop.items()})
+    # detection like track 1 (embedding, mask, box) -> column 2; an unrelated one -> new-track column
+    d = _dets([[100, 100, 140, 140], [0, 200, 10, 210]], [0.7, 0.6], [_unit(2.0), _unit(4.0)],
+              [_mask(8, 8, 16, 16), _mask(0, 15, 1, 16)])
+    assert tr.match(d, tr.propagate(None)).tolist() == [2, 0]
+
+
+def test_age_open_prune_emit_steps():
+    tr = OnlineTracker(score_decay=0.5, max_missing_output=1, prune_after=2, min_mask_pixels=1)
+    d0 = _dets([[0, 0, 40, 40], [100, 100, 140, 140]], [0.9, 0.8], [_unit(0), _unit(2.0)],
+               [_mask(0, 0, 8, 8), _mask(8, 8, 16, 16)])
+    mem, ids = tr.open_tracks(None, d0, torch.tensor([1, 0]))
+    assert ids.tolist() == [0, 1] and mem["ids"].tolist() == [0, 1] and mem["scores"].tolist() == pytest.approx([0.8, 0.9])
+    assert mem["ages"].tolist() == [0, 0] and tr._next_id == 2
+    tr._mem = mem
+    # row 1 is matched by detection 0 of the next frame, row 0 is missing: decayed and aged
+    d1 = _dets([[1, 1, 41, 41]], [0.6], [_unit(0)], [_mask(0, 0, 8, 8)], classes=[7])
+    aged = tr.age(tr.propagate(None), d1, torch.tensor([0]), torch.tensor([1]))
+    assert aged["ids"].tolist() == [0, 1] and aged["ages"].tolist() == [1, 0]
+    assert aged["scores"].tolist() == [pytest.approx(0.4), pytest.approx(0.6)]
+    assert aged["classes"].tolist() == [1, 7] and aged["boxes"][1].tolist() == [1, 1, 41, 41]
+    none = torch.zeros(0, dtype=torch.long)
+    same, ids = tr.open_tracks(aged, d1, none)
+    assert same is aged and ids.numel() == 0 and tr._next_id == 2
+    # emission: age <= 1, > 1 mask pixel, score > 0.05
+    aged["ages"] = torch.tensor([2, 0])
+    out = tr.emit(aged)
+    assert out["track_ids"].tolist() == [1] and out["ages"].tolist() == [0]
+    assert set(out) == {"track_ids", "boxes", "scores", "classes", "masks", "ages"}
+    # pruning: age > 2 leaves, an all-pruned memory is None
+    aged["ages"] = torch.tensor([3, 2])
+    assert tr.prune(aged)["ids"].tolist() == [1]
+    aged["ages"] = torch.tensor([3, 3])
+    assert tr.prune(aged) is None
+    assert OnlineTracker(prune_after=0).prune(aged)["ids"].tolist() == [0, 1]  # released: never prunes

@@ -16,6 +16,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
+from ..utils.json_parse import parse_json_bytes
+from ..utils.rle_counts import rle_total
+
 __all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError", "check_ytvis_files", "rle_total"]
 
 logger = logging.getLogger(__name__)
@@ -37,21 +40,9 @@ def _read_json(json_file):
         )
     with PathManager.open(json_file, "rb") as f:
         raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise YTVISFormatError(
-            f"{json_file}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line {line}); JSON must "
-            f"be UTF-8: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-        ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise YTVISFormatError(
-            f"{json_file}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-            f"the file is probably truncated or not a YouTube-VIS annotation file."
-        ) from None
+    return parse_json_bytes(
+        raw, json_file, YTVISFormatError, "; the file is probably truncated or not a YouTube-VIS annotation file."
+    )
 
 
 def _category_mapping(json_file, data, dataset_name):
@@ -62,6 +53,7 @@ def _category_mapping(json_file, data, dataset_name):
     for c in cats:
         if not isinstance(c, dict) or "id" not in c or "name" not in c:
             raise _err(json_file, f"category {c!r}", 'every category needs an "id" and a "name".')
+        _check_id(json_file, f"category {c!r}", "id", c["id"])
     cats = sorted(cats, key=lambda c: c["id"])
     json_ids = [c["id"] for c in cats]
     if len(set(json_ids)) != len(json_ids):
@@ -107,39 +99,6 @@ def _check_id(json_file, where, key, v):
         raise _err(json_file, where, f'"{key}" must be an integer, got {json.dumps(v)[:60]}.')
 
 
-def rle_total(counts):
-    """Sum of the runs of an RLE: ``counts`` a list of ints (uncompressed) or a pycocotools compressed string
-    (decoded here with numpy, like ``rleFrString``). A consistent RLE of an h x w mask sums to h * w; returns
-    -1 when a run is negative (corrupt string)."""
-    if isinstance(counts, list):
-        return -1 if any(c < 0 for c in counts) else int(sum(counts))
-    if isinstance(counts, str):
-        counts = counts.encode("ascii", "replace")
-    c = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return 0
-    more = (c & 0x20) != 0
-    ends = np.flatnonzero(~more)
-    if ends.size == 0 or ends[-1] != c.size - 1:
-        return -1  # the last number is cut
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    group = np.repeat(np.arange(ends.size), ends - starts + 1)
-    k = np.arange(c.size) - starts[group]
-    if k.max() > 11:
-        return -1  # more than 60 bits: garbage
-    vals = np.zeros(ends.size, dtype=np.int64)
-    np.add.at(vals, group, (c & 0x1F) << (5 * k))
-    neg = (c[ends] & 0x10) != 0
-    vals[neg] -= np.left_shift(1, 5 * (k[ends][neg] + 1))
-    runs = vals.copy()
-    if runs.size > 3:  # delta coding: x[m] += x[m - 2] for m > 2
-        runs[3::2] = np.cumsum(vals[3::2]) + vals[1]
-        runs[4::2] = np.cumsum(vals[4::2]) + vals[2]
-    if (runs < 0).any():
-        return -1
-    return int(runs.sum())
-
-
 def _valid_polygons(polys):
     return [p for p in polys if isinstance(p, list) and len(p) % 2 == 0 and len(p) >= 6
             and all(_is_num(x) for x in p)]
@@ -159,23 +118,7 @@ def _frame_segmentations(json_file, where, segs, h, w, stats=None):
         if s is None:
             continue
         if isinstance(s, dict):
-            if "counts" not in s or "size" not in s:
-                raise _err(json_file, f"{where}, frame {t}", 'an RLE needs "counts" and "size".')
-            if not isinstance(s["size"], list) or list(s["size"]) != [h, w]:
-                raise _err(json_file, f"{where}, frame {t}",
-                           f"RLE size {s['size']} differs from the video size [{h}, {w}] (height, width).")
-            counts = s["counts"]
-            if isinstance(counts, list) and not all(_is_int(c) for c in counts):
-                raise _err(json_file, f"{where}, frame {t}", "uncompressed RLE counts must be a list of integers.")
-            if not isinstance(counts, (list, str)):
-                raise _err(json_file, f"{where}, frame {t}", "RLE counts must be a string or a list of ints.")
-            total = rle_total(counts)
-            if total < 0 or total > h * w:
-                raise _err(json_file, f"{where}, frame {t}",
-                           f"RLE counts cover {'an invalid number of' if total < 0 else total} pixels but the mask "
-                           f"has {h}x{w} = {h * w}; re-encode the mask with pycocotools.mask.encode.")
-            if total < h * w:
-                stats["short_rle"] = stats.get("short_rle", 0) + 1
+            counts = _check_rle(json_file, f"{where}, frame {t}", s, h, w, stats)
             if isinstance(counts, list):
                 uncompressed.append(t)
             else:
@@ -196,6 +139,28 @@ def _frame_segmentations(json_file, where, segs, h, w, stats=None):
         for t, r in zip(uncompressed, rles):
             out[t] = {"size": [h, w], "counts": r["counts"].decode("ascii")}
     return out
+
+
+def _check_rle(json_file, where, s, h, w, stats):
+    """Check one frame's RLE dict ``s`` against the video size (h, w) and return its counts (list or str); an RLE
+    covering fewer than h * w pixels is counted in ``stats["short_rle"]``."""
+    if "counts" not in s or "size" not in s:
+        raise _err(json_file, where, 'an RLE needs "counts" and "size".')
+    if not isinstance(s["size"], list) or list(s["size"]) != [h, w]:
+        raise _err(json_file, where, f"RLE size {s['size']} differs from the video size [{h}, {w}] (height, width).")
+    counts = s["counts"]
+    if isinstance(counts, list) and not all(_is_int(c) for c in counts):
+        raise _err(json_file, where, "uncompressed RLE counts must be a list of integers.")
+    if not isinstance(counts, (list, str)):
+        raise _err(json_file, where, "RLE counts must be a string or a list of ints.")
+    total = rle_total(counts)
+    if total < 0 or total > h * w:
+        raise _err(json_file, where,
+                   f"RLE counts cover {'an invalid number of' if total < 0 else total} pixels but the mask "
+                   f"has {h}x{w} = {h * w}; re-encode the mask with pycocotools.mask.encode.")
+    if total < h * w:
+        stats["short_rle"] = stats.get("short_rle", 0) + 1
+    return counts
 
 
 def _bbox_from_segmentation(seg, h, w):
@@ -243,124 +208,145 @@ def load_ytvis_json(json_file, image_root, dataset_name=None):
     if has_anns and not isinstance(anns, list):
         raise _err(json_file, "top level", '"annotations" must be a list or null.')
 
-    videos, by_id = [], {}
+    by_id = {}
     for i, v in enumerate(data["videos"]):
-        vid = v.get("id") if isinstance(v, dict) else None
-        where = f"video id {vid}" if vid is not None else f"videos[{i}]"
-        if not isinstance(v, dict):
-            raise _err(json_file, where, "each video must be an object.")
-        for k in ("id", "height", "width", "file_names"):
-            if k not in v:
-                raise _err(json_file, where, f'missing key "{k}" (needed: id, height, width, file_names).')
-        _check_id(json_file, where, "id", vid)
-        for k in ("height", "width"):
-            if not _is_int(v[k]) or v[k] <= 0:
-                raise _err(json_file, where, f'"{k}" must be a positive integer (pixels), got '
-                                             f'{json.dumps(v[k])[:60]}.')
-        names = v["file_names"]
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-            raise _err(json_file, where, '"file_names" must be a non-empty list of relative frame paths (strings).')
-        length = v.get("length", len(names))
-        if not _is_int(length):
-            raise _err(json_file, where, f'"length" must be an integer, got {json.dumps(length)[:60]}.')
-        if length != len(names):
-            raise _err(json_file, where, f'"length" is {length} but "file_names" has {len(names)} entries.')
-        if vid in by_id:
-            raise _err(json_file, where, "duplicate video id.")
-        rec = {
-            "video_id": vid,
-            "height": int(v["height"]),
-            "width": int(v["width"]),
-            "length": length,
-            "file_names": [os.path.abspath(os.path.join(image_root, f)) for f in names],
-        }
-        if has_anns:
-            rec["annotations"] = [[] for _ in range(length)]
-        by_id[vid] = rec
-        videos.append(rec)
+        rec = _load_video(json_file, i, v, image_root, has_anns)
+        if rec["video_id"] in by_id:
+            raise _err(json_file, _where(v, i, "video"), "duplicate video id.")
+        by_id[rec["video_id"]] = rec
 
-    num_inst = num_zero = num_masks = 0
-    seg_stats = {}
+    stats = {"instances": 0, "zero_area": 0, "masks": 0}  # + "short_rle", "bad_polygons" from the segmentations
     seen_ann_ids = set()
     for j, a in enumerate(anns or []):
-        aid = a.get("id") if isinstance(a, dict) else None
-        where = f"annotation id {aid}" if aid is not None else f"annotations[{j}]"
-        if not isinstance(a, dict):
-            raise _err(json_file, where, "each annotation must be an object.")
-        for k in ("id", "video_id", "category_id", "segmentations"):
-            if k not in a:
-                raise _err(json_file, where, f'missing key "{k}" (needed: id, video_id, category_id, segmentations).')
-        _check_id(json_file, where, "id", aid)
+        where = _check_record(json_file, j, a, "annotation", ("id", "video_id", "category_id", "segmentations"))
         _check_id(json_file, where, "video_id", a["video_id"])
         _check_id(json_file, where, "category_id", a["category_id"])
-        where = f"annotation id {aid} (video id {a['video_id']})"
-        if aid in seen_ann_ids:
+        where = f"annotation id {a['id']} (video id {a['video_id']})"
+        if a["id"] in seen_ann_ids:
             raise _err(json_file, where, "duplicate annotation id; annotation ids are track ids and must be unique.")
-        seen_ann_ids.add(aid)
-        video = by_id.get(a["video_id"])
-        if video is None:
-            raise _err(json_file, where, "video_id is not in the videos list.")
-        if a["category_id"] not in id_map:
-            raise _err(json_file, where,
-                       f"unknown category_id {a['category_id']}; known ids: {sorted(id_map)}. Add it to categories.")
-        length, h, w = video["length"], video["height"], video["width"]
-        segs = a["segmentations"]
-        if not isinstance(segs, list) or len(segs) != length:
-            n = len(segs) if isinstance(segs, list) else type(segs).__name__
-            raise _err(json_file, where,
-                       f'"segmentations" has {n} entries but the video has {length} frames; '
-                       f"it needs one entry (RLE, polygons or null) per frame.")
-        bboxes = a.get("bboxes")
-        if bboxes is None:
-            bboxes = [None] * length
-        if not isinstance(bboxes, list):
-            raise _err(json_file, where, f'"bboxes" must be a list with one [x, y, w, h] or null per frame, got '
-                                         f'{json.dumps(bboxes)[:60]}.')
-        if len(bboxes) != length:
-            raise _err(json_file, where, f'"bboxes" has {len(bboxes)} entries but the video has {length} frames.')
-        for t, box in enumerate(bboxes):
-            if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(_is_num(x) for x in box)):
-                raise _err(json_file, f"{where}, frame {t}",
-                           f"bbox must be null or [x, y, w, h] (4 numbers), got {json.dumps(box)[:60]}.")
-        segs = _frame_segmentations(json_file, where, segs, h, w, seg_stats)
-        cat = id_map[a["category_id"]]
-        iscrowd = a.get("iscrowd", 0) or 0
-        if iscrowd not in (0, 1):
-            raise _err(json_file, where, f'"iscrowd" must be 0 or 1, got {json.dumps(iscrowd)[:60]}.')
-        present = False
-        for t, seg in enumerate(segs):
-            if seg is None:
-                continue
-            box = bboxes[t]
-            if box is None:
-                box = _bbox_from_segmentation(seg, h, w)
-            elif len(box) != 4:
-                raise _err(json_file, f"{where}, frame {t}", f"bbox must be [x, y, w, h], got {box}.")
-            if box[2] <= 0 or box[3] <= 0:
-                num_zero += 1
-                continue
-            video["annotations"][t].append({
-                "id": aid, "category_id": cat, "bbox": [float(x) for x in box], "bbox_mode": BoxMode.XYWH_ABS,
-                "segmentation": seg, "iscrowd": iscrowd,
-            })
-            num_masks += 1
-            present = True
-        num_inst += present
+        seen_ann_ids.add(a["id"])
+        _add_annotation(json_file, where, a, by_id, id_map, stats)
+    videos = list(by_id.values())
+    _log_load_summary(json_file, videos, has_anns, stats)
+    return videos
 
-    if seg_stats.get("bad_polygons"):
-        logger.warning(f"{json_file}: dropped {seg_stats['bad_polygons']} polygons with fewer than 3 points (an "
+
+def _where(rec, index, kind):
+    """How an error names record ``index`` of the ``kind`` list ("video id 3", or "videos[0]" without an id)."""
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    return f"{kind} id {rid}" if rid is not None else f"{kind}s[{index}]"
+
+
+def _check_record(json_file, index, rec, kind, keys):
+    """Check that record ``index`` of the ``kind`` list is an object with the ``keys`` and an integer "id";
+    returns how errors name it (see :func:`_where`)."""
+    where = _where(rec, index, kind)
+    if not isinstance(rec, dict):
+        raise _err(json_file, where, f"each {kind} must be an object.")
+    for k in keys:
+        if k not in rec:
+            raise _err(json_file, where, f'missing key "{k}" (needed: {", ".join(keys)}).')
+    _check_id(json_file, where, "id", rec["id"])
+    return where
+
+
+def _load_video(json_file, i, v, image_root, has_anns):
+    """The dataset dict of ``videos[i]`` (without annotations yet: one empty list per frame when ``has_anns``)."""
+    where = _check_record(json_file, i, v, "video", ("id", "height", "width", "file_names"))
+    for k in ("height", "width"):
+        if not _is_int(v[k]) or v[k] <= 0:
+            raise _err(json_file, where, f'"{k}" must be a positive integer (pixels), got '
+                                         f'{json.dumps(v[k])[:60]}.')
+    names = v["file_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise _err(json_file, where, '"file_names" must be a non-empty list of relative frame paths (strings).')
+    length = v.get("length", len(names))
+    if not _is_int(length):
+        raise _err(json_file, where, f'"length" must be an integer, got {json.dumps(length)[:60]}.')
+    if length != len(names):
+        raise _err(json_file, where, f'"length" is {length} but "file_names" has {len(names)} entries.')
+    rec = {
+        "video_id": v["id"],
+        "height": int(v["height"]),
+        "width": int(v["width"]),
+        "length": length,
+        "file_names": [os.path.abspath(os.path.join(image_root, f)) for f in names],
+    }
+    if has_anns:
+        rec["annotations"] = [[] for _ in range(length)]
+    return rec
+
+
+def _add_annotation(json_file, where, a, by_id, id_map, stats):
+    """Append annotation ``a`` (keys and ids already checked) to the frames of its video in ``by_id`` where it
+    has a mask and a box of non-zero area; counts "instances", "zero_area", "masks" (and the segmentation
+    statistics) in ``stats``."""
+    video = by_id.get(a["video_id"])
+    if video is None:
+        raise _err(json_file, where, "video_id is not in the videos list.")
+    if a["category_id"] not in id_map:
+        raise _err(json_file, where,
+                   f"unknown category_id {a['category_id']}; known ids: {sorted(id_map)}. Add it to categories.")
+    length, h, w = video["length"], video["height"], video["width"]
+    segs = a["segmentations"]
+    if not isinstance(segs, list) or len(segs) != length:
+        n = len(segs) if isinstance(segs, list) else type(segs).__name__
+        raise _err(json_file, where,
+                   f'"segmentations" has {n} entries but the video has {length} frames; '
+                   f"it needs one entry (RLE, polygons or null) per frame.")
+    bboxes = _frame_bboxes(json_file, where, a.get("bboxes"), length)
+    segs = _frame_segmentations(json_file, where, segs, h, w, stats)
+    iscrowd = a.get("iscrowd", 0) or 0
+    if iscrowd not in (0, 1):
+        raise _err(json_file, where, f'"iscrowd" must be 0 or 1, got {json.dumps(iscrowd)[:60]}.')
+    present = False
+    for t, seg in enumerate(segs):
+        if seg is None:
+            continue
+        box = bboxes[t] if bboxes[t] is not None else _bbox_from_segmentation(seg, h, w)
+        if box[2] <= 0 or box[3] <= 0:
+            stats["zero_area"] += 1
+            continue
+        video["annotations"][t].append({
+            "id": a["id"], "category_id": id_map[a["category_id"]], "bbox": [float(x) for x in box],
+            "bbox_mode": BoxMode.XYWH_ABS, "segmentation": seg, "iscrowd": iscrowd,
+        })
+        stats["masks"] += 1
+        present = True
+    stats["instances"] += present
+
+
+def _frame_bboxes(json_file, where, bboxes, length):
+    """The annotation's per-frame boxes: ``length`` entries, each [x, y, w, h] (4 numbers) or None (None: all)."""
+    if bboxes is None:
+        return [None] * length
+    if not isinstance(bboxes, list):
+        raise _err(json_file, where, f'"bboxes" must be a list with one [x, y, w, h] or null per frame, got '
+                                     f'{json.dumps(bboxes)[:60]}.')
+    if len(bboxes) != length:
+        raise _err(json_file, where, f'"bboxes" has {len(bboxes)} entries but the video has {length} frames.')
+    for t, box in enumerate(bboxes):
+        if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(_is_num(x) for x in box)):
+            raise _err(json_file, f"{where}, frame {t}",
+                       f"bbox must be null or [x, y, w, h] (4 numbers), got {json.dumps(box)[:60]}.")
+    return bboxes
+
+
+def _log_load_summary(json_file, videos, has_anns, stats):
+    """Warn about what the loader dropped or filled in (``stats``) and log the counts."""
+    if stats.get("bad_polygons"):
+        logger.warning(f"{json_file}: dropped {stats['bad_polygons']} polygons with fewer than 3 points (an "
                        f"instance without another polygon in that frame is absent there).")
-    if seg_stats.get("short_rle"):
-        logger.warning(f"{json_file}: {seg_stats['short_rle']} RLE masks have counts covering fewer pixels than the "
+    if stats.get("short_rle"):
+        logger.warning(f"{json_file}: {stats['short_rle']} RLE masks have counts covering fewer pixels than the "
                        f"frame; the rest of those masks is taken as background.")
-    if num_zero:
-        logger.warning(f"{json_file}: dropped {num_zero} per-frame instances with a zero-area box "
+    if stats["zero_area"]:
+        logger.warning(f"{json_file}: dropped {stats['zero_area']} per-frame instances with a zero-area box "
                        f"(the frames and the instances' other frames are kept).")
     logger.info(
-        f"Loaded {len(videos)} videos, {num_inst} instances ({num_masks} masks) from {json_file}"
+        f"Loaded {len(videos)} videos, {stats['instances']} instances ({stats['masks']} masks) from {json_file}"
         + ("" if has_anns else " (no annotations)")
     )
-    return videos
 
 
 def register_ytvis_instances(name, metadata, json_file, image_root):

@@ -121,51 +121,65 @@ class YTVISEvaluator(DatasetEvaluator):
             )
 
     def evaluate(self):
-        if self._distributed:
-            comm.synchronize()
-            parts = comm.gather(self._predictions, dst=0)
-            if not comm.is_main_process():
-                return {}
-            predictions = list(itertools.chain(*parts))
-        else:
-            predictions = self._predictions
-        seen, results = set(), []
-        for vid, entries in predictions:  # a video seen twice (padded sampler) counts once
-            if vid in seen:
-                continue
-            seen.add(vid)
-            results.extend(entries)
+        """Gather, write the results files, and score them when the dataset has annotations (see the class)."""
+        predictions = self._gather()
+        if predictions is None:  # not the main process
+            return {}
+        results, n_videos = _unique_videos(predictions)
         if not predictions:
             logger.warning("[YTVISEvaluator] did not receive any prediction")
-
-        zip_path = None
-        if self._output_dir:
-            os.makedirs(self._output_dir, exist_ok=True)
-            remove_stale_temporaries(self._output_dir)  # left by a killed evaluation
-            json_path = os.path.join(self._output_dir, "results.json")
-            atomic_write(json_path, lambda f: json.dump(results, f), mode="w")
-            zip_path = os.path.join(self._output_dir, "results.zip")
-
-            def _zip(f):
-                with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                    z.write(json_path, arcname="results.json")
-
-            atomic_write(zip_path, _zip, mode="wb")
-            logger.info("Wrote %d tracks of %d videos to %s", len(results), len(seen), json_path)
-
-        gt_dict = None
-        if self._json_file and os.path.isfile(self._json_file):
-            with open(self._json_file) as f:
-                gt_dict = json.load(f)
-        if gt_dict is None or gt_dict.get("annotations") is None:
+        zip_path = self._write(results, n_videos) if self._output_dir else None
+        gt = self._load_annotated_gt()
+        if gt is None:
             if zip_path:
                 logger.info("No annotations for %s: submit %s to the evaluation server", self._dataset_name, zip_path)
             else:
                 logger.info("No annotations for %s and no output_dir: nothing evaluated", self._dataset_name)
             return {}
+        return OrderedDict({"segm": self._score(gt, results)})
 
-        gt = load_ytvis_gt(gt_dict)
-        del gt_dict
+    def _load_annotated_gt(self):
+        """The dataset's ground truth (:class:`YTVISGroundTruth`), or None when its JSON is missing or has no
+        annotations (the parsed JSON dict is freed before the evaluation)."""
+        if not (self._json_file and os.path.isfile(self._json_file)):
+            return None
+        with open(self._json_file) as f:
+            gt_dict = json.load(f)
+        if gt_dict.get("annotations") is None:
+            return None
+        return load_ytvis_gt(gt_dict)
+
+    def _gather(self):
+        """This process's (video id, result entries) pairs, or every process's on the main process when
+        distributed (None on the others)."""
+        if not self._distributed:
+            return self._predictions
+        comm.synchronize()
+        parts = comm.gather(self._predictions, dst=0)
+        if not comm.is_main_process():
+            return None
+        return list(itertools.chain(*parts))
+
+    def _write(self, results, n_videos):
+        """Write ``output_dir/results.json`` and ``results.zip`` (``results.json`` at its root) atomically; returns
+        the zip path."""
+        os.makedirs(self._output_dir, exist_ok=True)
+        remove_stale_temporaries(self._output_dir)  # left by a killed evaluation
+        json_path = os.path.join(self._output_dir, "results.json")
+        atomic_write(json_path, lambda f: json.dump(results, f), mode="w")
+        zip_path = os.path.join(self._output_dir, "results.zip")
+
+        def _zip(f):
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.write(json_path, arcname="results.json")
+
+        atomic_write(zip_path, _zip, mode="wb")
+        logger.info("Wrote %d tracks of %d videos to %s", len(results), n_videos, json_path)
+        return zip_path
+
+    def _score(self, gt, results):
+        """AP/AR (and HOTA when asked) of ``results`` against the annotated ``gt``, x100 (NaN where undefined),
+        logged as a table."""
         res = load_ytvis_results(copy.copy(results), gt)
         stats = evaluate_ytvis(gt, res)
         if self._hota:
@@ -174,4 +188,16 @@ class YTVISEvaluator(DatasetEvaluator):
             stats.update(compute_hota(gt, res))
         segm = OrderedDict((k, float(v * 100) if v >= 0 else float("nan")) for k, v in stats.items())
         logger.info("YouTube-VIS evaluation results for %s:\n%s", self._dataset_name, create_small_table(segm))
-        return OrderedDict({"segm": segm})
+        return segm
+
+
+def _unique_videos(predictions):
+    """The result entries of ``predictions`` ((video id, entries) pairs) with each video counted once (a video seen
+    twice, e.g. by a padded sampler, keeps its first entries), and the number of videos."""
+    seen, results = set(), []
+    for vid, entries in predictions:
+        if vid in seen:
+            continue
+        seen.add(vid)
+        results.extend(entries)
+    return results, len(seen)

@@ -38,7 +38,10 @@ def _seq_data(num_t, gt_ids, tr_ids, sims):
 
 def compute_hota(gt, results, lenient=True):
     """HOTA, DetA, AssA (fractions) of ``results`` against ``gt`` (paths, dicts/lists or loaded objects); -1 each
-    when the ground truth has no video or no annotated instance (undefined, as AP is then)."""
+    when the ground truth has no video or no annotated instance (undefined, as AP is then).
+
+    Steps: per video, :func:`_frame_similarities` then :func:`_video_class_data` per category, evaluated by
+    TrackEval's ``HOTA.eval_sequence``; :func:`_combine` averages over sequences and classes."""
     from trackeval.metrics import HOTA
 
     gt = load_ytvis_gt(gt)
@@ -47,7 +50,7 @@ def compute_hota(gt, results, lenient=True):
     if not isinstance(results, YTVISResults):
         results = load_ytvis_results(results, gt, lenient=lenient)
     if not gt.video_ids or not gt.anns:  # nothing to match: undefined, like AP without ground truth
-        return OrderedDict([("HOTA", -1.0), ("DetA", -1.0), ("AssA", -1.0)])
+        return _UNDEFINED.copy()
     metric = HOTA()
     cats = set(gt.cat_ids)
     gts_by_vid, dts_by_vid = defaultdict(list), defaultdict(list)
@@ -63,33 +66,52 @@ def compute_hota(gt, results, lenient=True):
         if not gts and not dts:
             continue
         L = gt.videos[vid]["length"]
-        g_segs = [g["segmentations"] for g in gts]
-        d_segs = [results.segmentations[i] for i in dts]
+        frames = _frame_similarities(L, [g["segmentations"] for g in gts], [results.segmentations[i] for i in dts])
         g_cat = np.array([g["category_id"] for g in gts])
         d_cat = np.array([results.category_id[i] for i in dts])
-        frames = []  # per t: (gt indices, dt indices, sim (G_t, D_t))
-        for t in range(L):
-            gi = [j for j, s in enumerate(g_segs) if t < len(s) and s[t] is not None]
-            di = [j for j, s in enumerate(d_segs) if t < len(s) and s[t] is not None]
-            if gi and di:
-                sim = np.asarray(mask_util.iou([g_segs[j][t] for j in gi], [d_segs[j][t] for j in di],
-                                               [0] * len(di)), dtype=float).reshape(len(gi), len(di))
-            else:
-                sim = np.zeros((len(gi), len(di)))
-            frames.append((np.array(gi, dtype=int), np.array(di, dtype=int), sim))
         for c in sorted(set(g_cat.tolist()) | set(d_cat.tolist())):
-            gt_ids, tr_ids, sims = [], [], []
-            for gi, di, sim in frames:
-                gm = g_cat[gi] == c if len(gi) else np.zeros(0, bool)
-                dm = d_cat[di] == c if len(di) else np.zeros(0, bool)
-                gt_ids.append(gi[gm])
-                tr_ids.append(di[dm])
-                sims.append(sim[gm][:, dm])
-            per_class[c][vid] = metric.eval_sequence(_seq_data(L, gt_ids, tr_ids, sims))
+            per_class[c][vid] = metric.eval_sequence(_video_class_data(L, frames, g_cat == c, d_cat == c))
+    return _combine(metric, per_class, gt.cat_ids)
 
+
+_UNDEFINED = OrderedDict([("HOTA", -1.0), ("DetA", -1.0), ("AssA", -1.0)])
+
+
+def _frame_similarities(num_t, g_segs, d_segs):
+    """Per frame t < ``num_t``: (gt indices (G_t,), dt indices (D_t,), mask IoU (G_t, D_t)) of the tracks whose
+    segmentation at t is present (``g_segs`` / ``d_segs``: per-track lists of RLEs or None, any length)."""
+    frames = []
+    for t in range(num_t):
+        gi = [j for j, s in enumerate(g_segs) if t < len(s) and s[t] is not None]
+        di = [j for j, s in enumerate(d_segs) if t < len(s) and s[t] is not None]
+        if gi and di:
+            sim = np.asarray(mask_util.iou([g_segs[j][t] for j in gi], [d_segs[j][t] for j in di],
+                                           [0] * len(di)), dtype=float).reshape(len(gi), len(di))
+        else:
+            sim = np.zeros((len(gi), len(di)))
+        frames.append((np.array(gi, dtype=int), np.array(di, dtype=int), sim))
+    return frames
+
+
+def _video_class_data(num_t, frames, g_in, d_in):
+    """TrackEval data dict of one (class, video): the tracks of the class (``g_in`` (G,) / ``d_in`` (D,) bool
+    masks over the video's gt / dt tracks) in each of the ``frames`` (see :func:`_frame_similarities`)."""
+    gt_ids, tr_ids, sims = [], [], []
+    for gi, di, sim in frames:
+        gm = g_in[gi] if len(gi) else np.zeros(0, bool)
+        dm = d_in[di] if len(di) else np.zeros(0, bool)
+        gt_ids.append(gi[gm])
+        tr_ids.append(di[dm])
+        sims.append(sim[gm][:, dm])
+    return _seq_data(num_t, gt_ids, tr_ids, sims)
+
+
+def _combine(metric, per_class, cat_ids):
+    """HOTA, DetA, AssA: ``per_class`` {category: {video: eval_sequence result}} combined over sequences, then
+    averaged over every category of ``cat_ids`` (a category without sequences counts as one empty sequence)."""
     empty = None
     cls_res = {}
-    for c in gt.cat_ids:
+    for c in cat_ids:
         seqs = per_class.get(c)
         if not seqs:  # sequences without dets add nothing to the sums; one empty result stands for them all
             if empty is None:
@@ -97,6 +119,6 @@ def compute_hota(gt, results, lenient=True):
             seqs = {"empty": empty}
         cls_res[c] = metric.combine_sequences(seqs)
     if not cls_res:
-        return OrderedDict([("HOTA", -1.0), ("DetA", -1.0), ("AssA", -1.0)])
+        return _UNDEFINED.copy()
     comb = metric.combine_classes_class_averaged(cls_res)
     return OrderedDict((k, float(np.mean(comb[k]))) for k in ("HOTA", "DetA", "AssA"))

@@ -19,7 +19,6 @@ The official rules (see ``docs/YTVIS_FORMAT.md``) and how they are reproduced he
 Inputs the official API silently mishandles are rejected with :class:`YTVISEvalError` (a ``ValueError``) unless
 ``lenient=True`` reproduces the official behaviour (segmentation lists of the wrong length are truncated by zip).
 """
-import json
 import logging
 import math
 import os
@@ -27,6 +26,8 @@ from collections import OrderedDict, defaultdict
 
 import numpy as np
 from pycocotools import mask as mask_util
+
+from ..utils.json_parse import parse_json_bytes
 
 __all__ = [
     "YTVISEvalError",
@@ -56,22 +57,13 @@ class YTVISEvalError(ValueError):
 
 # ----------------------------------------------------------------------------------------------------- loading
 def _read_json(obj, what):
+    """``obj`` parsed when it is a path (``what``: "ground truth" or "results", for the messages), else as is."""
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         if not os.path.isfile(path):
             raise YTVISEvalError(f"{what} file not found: {path}")
         with open(path, "rb") as f:
-            raw = f.read()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise YTVISEvalError(f"{what} file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
-                                 f"{e.start}, line {line}); JSON must be UTF-8: re-save the file as UTF-8") from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise YTVISEvalError(f"{what} file {path} is not valid JSON: {e}") from None
+            return parse_json_bytes(f.read(), f"{what} file {path}", YTVISEvalError)
     return obj
 
 
@@ -109,10 +101,13 @@ class YTVISGroundTruth:
             raise YTVISEvalError(f"{source}: every category needs an 'id'") from None
         raw = dataset.get("annotations")
         self.has_annotations = raw is not None
-        self.anns = []
-        seen = set()
-        warned_areas = False
-        for i, a in enumerate(raw or []):
+        self.anns = self._load_annotations(raw or [], source)
+
+    def _load_annotations(self, raw, source):
+        """The annotation dicts (see the class docstring) of the list ``raw``, validated against ``self.videos``;
+        a missing ``areas`` field (warned once) is replaced by the mask areas."""
+        anns, seen, warned_areas = [], set(), False
+        for i, a in enumerate(raw):
             try:
                 vid, aid, cat, segs = a["video_id"], a["id"], a["category_id"], a["segmentations"]
             except (KeyError, TypeError):
@@ -133,16 +128,11 @@ class YTVISGroundTruth:
                     warned_areas = True
                 areas = [None if r is None else int(mask_util.area(r)) for r in rles]
             truthy = [x for x in areas if x]
-            self.anns.append(
-                {
-                    "id": aid,
-                    "video_id": vid,
-                    "category_id": cat,
-                    "iscrowd": int(a.get("iscrowd", 0) or 0),
-                    "segmentations": rles,
-                    "avg_area": float(np.array(truthy).mean()) if truthy else 0,
-                }
-            )
+            anns.append({
+                "id": aid, "video_id": vid, "category_id": cat, "iscrowd": int(a.get("iscrowd", 0) or 0),
+                "segmentations": rles, "avg_area": float(np.array(truthy).mean()) if truthy else 0,
+            })
+        return anns
 
 
 def _gt_rle(seg, h, w, where):
@@ -198,68 +188,83 @@ def load_ytvis_results(results, gt, lenient=False):
     vids, cids, scores, segs_all, avg_areas = [], [], [], [], []
     dropped = 0
     for i, r in enumerate(res):
-        if not isinstance(r, dict):
-            raise YTVISEvalError(f"results[{i}] is not an object")
-        missing = [k for k in ("video_id", "category_id", "segmentations", "score") if k not in r]
-        if missing:
-            raise YTVISEvalError(f"results[{i}] is missing key(s) {', '.join(missing)}")
-        vid = r["video_id"]
-        if isinstance(vid, (list, dict)) or vid not in gt.videos:
-            raise YTVISEvalError(f"results[{i}]: video_id {vid!r} is not in the ground truth")
-        score = r["score"]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise YTVISEvalError(f"results[{i}]: score must be a finite number, got {score!r}")
-        segs = r["segmentations"]
-        if not isinstance(segs, list):
-            raise YTVISEvalError(f"results[{i}]: segmentations must be a list (one RLE or null per frame)")
-        info = gt.videos[vid]
-        if len(segs) != info["length"] and not lenient:
-            raise YTVISEvalError(
-                f"results[{i}]: video {vid!r} has {info['length']} frames but segmentations has {len(segs)} "
-                "entries (the official API would silently truncate; pass lenient=True / --lenient to accept)"
-            )
+        _check_result_entry(i, r, gt, lenient)
+        info = gt.videos[r["video_id"]]
         size = [info["height"], info["width"]]
-        rles = []
-        for t, s in enumerate(segs):
-            if not s:
-                rles.append(None)
-                continue
-            if not isinstance(s, dict) or "counts" not in s or "size" not in s:
-                raise YTVISEvalError(f"results[{i}].segmentations[{t}] must be an RLE dict with 'size' and 'counts'")
-            if list(s["size"]) != size:
-                raise YTVISEvalError(
-                    f"results[{i}].segmentations[{t}]: RLE size {list(s['size'])} != video {vid!r} size {size} "
-                    "([height, width]); resize masks to the original video size before encoding"
-                )
-            if isinstance(s["counts"], list):
-                try:
-                    s = mask_util.frPyObjects(s, size[0], size[1])
-                except Exception as e:
-                    raise YTVISEvalError(f"results[{i}].segmentations[{t}]: unreadable RLE ({e})") from None
-            elif not isinstance(s["counts"], (str, bytes)):
-                raise YTVISEvalError(f"results[{i}].segmentations[{t}]: RLE counts must be a string")
-            rles.append(s)
+        rles = [_result_rle(f"results[{i}].segmentations[{t}]", s, r["video_id"], size)
+                for t, s in enumerate(r["segmentations"])]
         if r["category_id"] not in cats:
             dropped += 1
             continue
-        present = [s for s in rles if s is not None]
-        try:
-            areas = mask_util.area(present) if present else np.zeros(0)
-        except Exception as e:
-            raise YTVISEvalError(f"results[{i}]: unreadable RLE ({e})") from None
-        if len(areas) and int(np.max(areas)) > size[0] * size[1]:
-            raise YTVISEvalError(f"results[{i}]: an RLE covers more pixels than the frame; corrupt counts?")
-        truthy = areas[areas > 0]
-        vids.append(vid)
+        vids.append(r["video_id"])
         cids.append(r["category_id"])
-        scores.append(float(score))
+        scores.append(float(r["score"]))
         segs_all.append(rles)
-        avg_areas.append(float(truthy.mean()) if len(truthy) else 0)
+        avg_areas.append(_result_avg_area(f"results[{i}]", rles, size))
     if dropped:
         logger.warning("%d result(s) with a category_id not in the ground truth were ignored", dropped)
     if not res:
         logger.warning("results list is empty: every metric is 0 (-1 for categories without ground truth)")
     return YTVISResults(vids, cids, scores, segs_all, avg_areas)
+
+
+def _check_result_entry(i, r, gt, lenient):
+    """Validate the keys, ``video_id``, ``score`` and ``segmentations`` list of results entry ``i``."""
+    if not isinstance(r, dict):
+        raise YTVISEvalError(f"results[{i}] is not an object")
+    missing = [k for k in ("video_id", "category_id", "segmentations", "score") if k not in r]
+    if missing:
+        raise YTVISEvalError(f"results[{i}] is missing key(s) {', '.join(missing)}")
+    vid = r["video_id"]
+    if isinstance(vid, (list, dict)) or vid not in gt.videos:
+        raise YTVISEvalError(f"results[{i}]: video_id {vid!r} is not in the ground truth")
+    score = r["score"]
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise YTVISEvalError(f"results[{i}]: score must be a finite number, got {score!r}")
+    segs = r["segmentations"]
+    if not isinstance(segs, list):
+        raise YTVISEvalError(f"results[{i}]: segmentations must be a list (one RLE or null per frame)")
+    length = gt.videos[vid]["length"]
+    if len(segs) != length and not lenient:
+        raise YTVISEvalError(
+            f"results[{i}]: video {vid!r} has {length} frames but segmentations has {len(segs)} "
+            "entries (the official API would silently truncate; pass lenient=True / --lenient to accept)"
+        )
+
+
+def _result_rle(where, s, vid, size):
+    """One frame's result segmentation ``s`` as a compressed RLE dict (None when falsy); ``size`` [h, w] of the
+    video ``vid``."""
+    if not s:
+        return None
+    if not isinstance(s, dict) or "counts" not in s or "size" not in s:
+        raise YTVISEvalError(f"{where} must be an RLE dict with 'size' and 'counts'")
+    if list(s["size"]) != size:
+        raise YTVISEvalError(
+            f"{where}: RLE size {list(s['size'])} != video {vid!r} size {size} "
+            "([height, width]); resize masks to the original video size before encoding"
+        )
+    if isinstance(s["counts"], list):
+        try:
+            return mask_util.frPyObjects(s, size[0], size[1])
+        except Exception as e:
+            raise YTVISEvalError(f"{where}: unreadable RLE ({e})") from None
+    if not isinstance(s["counts"], (str, bytes)):
+        raise YTVISEvalError(f"{where}: RLE counts must be a string")
+    return s
+
+
+def _result_avg_area(where, rles, size):
+    """Mean of the non-zero mask areas of one result's RLEs (None entries skipped), 0 if none."""
+    present = [s for s in rles if s is not None]
+    try:
+        areas = mask_util.area(present) if present else np.zeros(0)
+    except Exception as e:
+        raise YTVISEvalError(f"{where}: unreadable RLE ({e})") from None
+    if len(areas) and int(np.max(areas)) > size[0] * size[1]:
+        raise YTVISEvalError(f"{where}: an RLE covers more pixels than the frame; corrupt counts?")
+    truthy = areas[areas > 0]
+    return float(truthy.mean()) if len(truthy) else 0
 
 
 # ----------------------------------------------------------------------------------------------------- video IoU
@@ -359,8 +364,19 @@ def _match(ious, gt_ig, crowd, gt_ids, thrs):
 
 
 # ----------------------------------------------------------------------------------------------------- evaluate
+# Per (category k, area range a) accumulator: lists over videos (sorted id order) of per-(video, category) arrays
+# ("score" (D,), "rank" (D,) position in the video's score order, "tp" / "ig" (T, D) bool), the number of
+# non-ignored GT ("npig") and of (video, category) pairs seen ("n").
+def _new_accumulator():
+    return {"score": [], "rank": [], "tp": [], "ig": [], "npig": 0, "n": 0}
+
+
 def evaluate_ytvis(gt, results, lenient=False, return_details=False):
     """Official YouTube-VIS AP/AR of ``results`` against ``gt``.
+
+    Steps: per video, :func:`_evaluate_video` matches the kept detections to the GT for every category and area
+    range (accumulated per (category, area range)); :func:`_accumulate` turns the accumulators into the precision /
+    recall arrays; :func:`_summarize` averages them into the metrics.
 
     Args:
         gt: path, dict or :class:`YTVISGroundTruth` (must have annotations).
@@ -375,68 +391,85 @@ def evaluate_ytvis(gt, results, lenient=False, return_details=False):
         raise YTVISEvalError("the ground truth has no annotations (a test/valid split?); nothing to evaluate")
     if not isinstance(results, YTVISResults):
         results = load_ytvis_results(results, gt, lenient=lenient)
-    thrs = [min(t, 1 - 1e-10) for t in IOU_THRS]
-    T, R, K, A, M = len(IOU_THRS), len(REC_THRS), len(gt.cat_ids), len(AREA_RNG), len(MAX_DETS)
-    maxdet = MAX_DETS[-1]
     cat_index = {c: k for k, c in enumerate(gt.cat_ids)}
-
+    acc = [[_new_accumulator() for _ in AREA_RNG] for _ in gt.cat_ids]
     gts_by_vid = defaultdict(list)
     for a in gt.anns:
         if a["category_id"] in cat_index:
             gts_by_vid[a["video_id"]].append(a)
-    dts_by_vc = defaultdict(list)
+    dts_by_vid = defaultdict(lambda: defaultdict(list))  # {video id: {category id: result indices}}
     for i in range(len(results)):
-        dts_by_vc[results.video_id[i], results.category_id[i]].append(i)
-
-    # Per (k, a): lists over videos (sorted id order) of per-(video, cat) arrays.
-    acc = [[{"score": [], "rank": [], "tp": [], "ig": [], "npig": 0, "n": 0} for _ in range(A)] for _ in range(K)]
-    dts_by_vid = defaultdict(list)
-    for (v, c), idx in dts_by_vc.items():
-        dts_by_vid[v].append(c)
-
+        dts_by_vid[results.video_id[i]][results.category_id[i]].append(i)
     for vid in gt.video_ids:
-        vgts = gts_by_vid.get(vid, [])
-        cats = sorted({a["category_id"] for a in vgts} | set(dts_by_vid.get(vid, ())), key=cat_index.get)
-        if not cats:
-            continue
-        # Kept dts per category: stable sort by score, cut to maxDets before the IoU (official computeIoU).
-        kept = {}
-        for c in cats:
-            idx = dts_by_vc.get((vid, c), [])
-            sc = np.array([results.score[i] for i in idx])
-            order = np.argsort(-sc, kind="mergesort")[:maxdet] if len(idx) else []
-            kept[c] = [idx[o] for o in order]
-        all_dt = [i for c in cats for i in kept[c]]
-        dt_segs = [results.segmentations[i] for i in all_dt]
-        ious_all = video_iou_matrix(dt_segs, [g["segmentations"] for g in vgts])
-        dpos = {i: p for p, i in enumerate(all_dt)}
-        for c in cats:
-            k = cat_index[c]
-            gsel = [j for j, g in enumerate(vgts) if g["category_id"] == c]
-            dsel = [dpos[i] for i in kept[c]]
-            ious = ious_all[np.ix_(dsel, gsel)] if (dsel and gsel) else np.zeros((len(dsel), len(gsel)))
-            gts = [vgts[j] for j in gsel]
-            crowd = [g["iscrowd"] for g in gts]
-            gt_ids = [g["id"] for g in gts]
-            g_area = np.array([g["avg_area"] for g in gts], dtype=np.float64)
-            d_area = np.array([results.avg_area[i] for i in kept[c]], dtype=np.float64)
-            d_score = np.array([results.score[i] for i in kept[c]], dtype=np.float64)
-            cache = {}
-            for a, (lo, hi) in enumerate(AREA_RNG):
-                gt_ig = tuple(int(bool(cr) or ar < lo or ar > hi) for cr, ar in zip(crowd, g_area))
-                if gt_ig not in cache:
-                    cache[gt_ig] = _match(ious, gt_ig, crowd, gt_ids, thrs)
-                dtm, dtig = cache[gt_ig]
-                out_of_rng = (d_area < lo) | (d_area > hi)
-                ig = dtig | ((dtm == 0) & out_of_rng[None, :])
-                e = acc[k][a]
-                e["score"].append(d_score)
-                e["rank"].append(np.arange(len(d_score)))
-                e["tp"].append(dtm != 0)
-                e["ig"].append(ig)
-                e["npig"] += gt_ig.count(0)
-                e["n"] += 1
+        _evaluate_video(gts_by_vid.get(vid, []), dts_by_vid.get(vid, {}), results, cat_index, acc)
+    precision, recall = _accumulate(acc)
+    stats = _summarize(precision, recall)
+    if return_details:
+        return stats, {"precision": precision, "recall": recall}
+    return stats
 
+
+def _keep_top_dts(idx, results):
+    """The detections ``idx`` (result indices of one (video, category)) sorted by score (stable) and cut to the
+    last of ``MAX_DETS``, before anything else (official computeIoU)."""
+    sc = np.array([results.score[i] for i in idx])
+    order = np.argsort(-sc, kind="mergesort")[: MAX_DETS[-1]] if len(idx) else []
+    return [idx[o] for o in order]
+
+
+def _evaluate_video(vgts, vdts, results, cat_index, acc):
+    """Match one video's detections to its GT for each category present (GT or detections) and area range.
+
+    Args:
+        vgts: the video's G GT annotations (dicts of :class:`YTVISGroundTruth`), any category of the GT.
+        vdts: {category id: result indices} of the video's detections.
+        results: :class:`YTVISResults`; cat_index: {category id: k}.
+        acc: K x A accumulators (see ``_new_accumulator``), appended to for every category present.
+    """
+    cats = sorted({a["category_id"] for a in vgts} | set(vdts), key=cat_index.get)
+    kept = {c: _keep_top_dts(vdts.get(c, []), results) for c in cats}
+    all_dt = [i for c in cats for i in kept[c]]
+    ious_all = video_iou_matrix([results.segmentations[i] for i in all_dt], [g["segmentations"] for g in vgts])
+    dpos = {i: p for p, i in enumerate(all_dt)}
+    for c in cats:
+        gsel = [j for j, g in enumerate(vgts) if g["category_id"] == c]
+        dsel = [dpos[i] for i in kept[c]]
+        ious = ious_all[np.ix_(dsel, gsel)] if (dsel and gsel) else np.zeros((len(dsel), len(gsel)))
+        _evaluate_category(ious, [vgts[j] for j in gsel], kept[c], results, acc[cat_index[c]])
+
+
+def _evaluate_category(ious, gts, dts, results, acc_k):
+    """Greedy matching of one (video, category) for every area range, appended to ``acc_k`` (A accumulators).
+
+    ``ious`` (D, G): video IoU of the D kept detections ``dts`` (result indices, score order) and the G GT
+    annotations ``gts``. A detection is ignored when matched to an ignored GT, or unmatched and out of the range.
+    """
+    thrs = [min(t, 1 - 1e-10) for t in IOU_THRS]
+    crowd = [g["iscrowd"] for g in gts]
+    gt_ids = [g["id"] for g in gts]
+    g_area = np.array([g["avg_area"] for g in gts], dtype=np.float64)
+    d_area = np.array([results.avg_area[i] for i in dts], dtype=np.float64)
+    d_score = np.array([results.score[i] for i in dts], dtype=np.float64)
+    cache = {}
+    for a, (lo, hi) in enumerate(AREA_RNG):
+        gt_ig = tuple(int(bool(cr) or ar < lo or ar > hi) for cr, ar in zip(crowd, g_area))
+        if gt_ig not in cache:
+            cache[gt_ig] = _match(ious, gt_ig, crowd, gt_ids, thrs)
+        dtm, dtig = cache[gt_ig]
+        out_of_rng = (d_area < lo) | (d_area > hi)
+        e = acc_k[a]
+        e["score"].append(d_score)
+        e["rank"].append(np.arange(len(d_score)))
+        e["tp"].append(dtm != 0)
+        e["ig"].append(dtig | ((dtm == 0) & out_of_rng[None, :]))
+        e["npig"] += gt_ig.count(0)
+        e["n"] += 1
+
+
+def _accumulate(acc):
+    """COCO accumulation: ``acc`` K x A accumulators -> precision (T, R, K, A, M) and recall (T, K, A, M), -1
+    where a (category, area range) has no non-ignored GT."""
+    T, R, K, A, M = len(IOU_THRS), len(REC_THRS), len(acc), len(AREA_RNG), len(MAX_DETS)
     precision = -np.ones((T, R, K, A, M))
     recall = -np.ones((T, K, A, M))
     for k in range(K):
@@ -444,38 +477,46 @@ def evaluate_ytvis(gt, results, lenient=False, return_details=False):
             e = acc[k][a]
             if e["n"] == 0 or e["npig"] == 0:
                 continue
-            npig = e["npig"]
             score = np.concatenate(e["score"])
             rank = np.concatenate(e["rank"])
             tp_all = np.concatenate(e["tp"], axis=1) if score.size else np.zeros((T, 0), bool)
             ig_all = np.concatenate(e["ig"], axis=1) if score.size else np.zeros((T, 0), bool)
             for m, md in enumerate(MAX_DETS):
                 sel = rank < md
-                s = score[sel]
-                inds = np.argsort(-s, kind="mergesort")
-                dtm = tp_all[:, sel][:, inds]
-                dtig = ig_all[:, sel][:, inds]
-                tps = np.logical_and(dtm, np.logical_not(dtig))
-                fps = np.logical_and(np.logical_not(dtm), np.logical_not(dtig))
-                tp_sum = np.cumsum(tps, axis=1).astype(dtype=np.float64)
-                fp_sum = np.cumsum(fps, axis=1).astype(dtype=np.float64)
-                nd = tp_sum.shape[1]
-                if nd == 0:
-                    recall[:, k, a, m] = 0
-                    precision[:, :, k, a, m] = 0
-                    continue
-                rc = tp_sum / npig
-                pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-                recall[:, k, a, m] = rc[:, -1]
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision envelope
-                for t in range(T):
-                    ri = np.searchsorted(rc[t], REC_THRS, side="left")
-                    q = np.zeros(R)
-                    ok = ri < nd
-                    q[ok] = pr[t, ri[ok]]
-                    precision[t, :, k, a, m] = q
+                inds = np.argsort(-score[sel], kind="mergesort")  # global stable sort: ties keep video order
+                precision[:, :, k, a, m], recall[:, k, a, m] = _precision_recall(
+                    tp_all[:, sel][:, inds], ig_all[:, sel][:, inds], e["npig"]
+                )
+    return precision, recall
 
-    def _summ(ap, iou_thr=None, area="all", max_dets=100):
+
+def _precision_recall(dtm, dtig, npig):
+    """Precision (T, R) at the ``REC_THRS`` recall points (COCO envelope) and final recall (T,) of detections in
+    global score order: ``dtm`` (T, D) matched, ``dtig`` (T, D) ignored; ``npig`` non-ignored GT."""
+    T, R = len(IOU_THRS), len(REC_THRS)
+    tps = np.logical_and(dtm, np.logical_not(dtig))
+    fps = np.logical_and(np.logical_not(dtm), np.logical_not(dtig))
+    tp_sum = np.cumsum(tps, axis=1).astype(dtype=np.float64)
+    fp_sum = np.cumsum(fps, axis=1).astype(dtype=np.float64)
+    nd = tp_sum.shape[1]
+    if nd == 0:
+        return np.zeros((T, R)), np.zeros(T)
+    rc = tp_sum / npig
+    pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision envelope
+    q = np.zeros((T, R))
+    for t in range(T):
+        ri = np.searchsorted(rc[t], REC_THRS, side="left")
+        ok = ri < nd
+        q[t, ok] = pr[t, ri[ok]]
+    return q, rc[:, -1]
+
+
+def _summarize(precision, recall):
+    """The ``METRIC_NAMES`` (OrderedDict): means of the defined (> -1) entries of ``precision`` (T, R, K, A, M)
+    and ``recall`` (T, K, A, M) over the official selections; -1 where none is defined."""
+
+    def summ(ap, iou_thr=None, area="all", max_dets=100):
         aind = [i for i, lbl in enumerate(AREA_LBL) if lbl == area]
         mind = [i for i, md in enumerate(MAX_DETS) if md == max_dets]
         s = precision if ap else recall
@@ -484,18 +525,15 @@ def evaluate_ytvis(gt, results, lenient=False, return_details=False):
         s = s[:, :, :, aind, mind] if ap else s[:, :, aind, mind]
         return float(np.mean(s[s > -1])) if s[s > -1].size else -1.0
 
-    stats = OrderedDict(
+    return OrderedDict(
         [
-            ("AP", _summ(1)),
-            ("AP50", _summ(1, iou_thr=0.5)),
-            ("AP75", _summ(1, iou_thr=0.75)),
-            ("APs", _summ(1, area="small")),
-            ("APm", _summ(1, area="medium")),
-            ("APl", _summ(1, area="large")),
-            ("AR1", _summ(0, max_dets=1)),
-            ("AR10", _summ(0, max_dets=10)),
+            ("AP", summ(1)),
+            ("AP50", summ(1, iou_thr=0.5)),
+            ("AP75", summ(1, iou_thr=0.75)),
+            ("APs", summ(1, area="small")),
+            ("APm", summ(1, area="medium")),
+            ("APl", summ(1, area="large")),
+            ("AR1", summ(0, max_dets=1)),
+            ("AR10", summ(0, max_dets=10)),
         ]
     )
-    if return_details:
-        return stats, {"precision": precision, "recall": recall}
-    return stats

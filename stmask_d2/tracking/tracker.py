@@ -5,22 +5,26 @@ The tracker owns its memory (one row per track, all tensors). The meta-architect
 coefficients / soft masks back together with the frame's detections (``tracker.update``).
 It imports ``stmask_d2.layers`` only.
 """
-import logging
-
 import torch
 import torch.nn.functional as F
+from detectron2.config import configurable
 from torchvision.ops import box_iou
 
 from stmask_d2.layers.mask_ops import pairwise_mask_iou
 
 __all__ = ["OnlineTracker"]
 
-logger = logging.getLogger(__name__)
-
 # Detection fields the tracker needs; any further tensor field with one row per detection (e.g. "centerness")
 # is carried along in the memory unchanged.
 _REQUIRED = ("boxes", "scores", "classes", "coeffs", "embeds", "masks")
 _PROPAGATED = ("boxes", "coeffs", "masks")
+# Fields of the frame output (besides "track_ids" and "ages").
+_OUTPUT = ("boxes", "scores", "classes", "masks")
+# Constructor arguments read from cfg.MODEL.STMASK.TRACKER.<NAME IN UPPER CASE> by ``from_config``.
+_TRACKER_KEYS = (
+    "match_mode", "mask_iou_weight", "box_iou_weight", "new_track_score", "alpha", "beta", "paper_thresh",
+    "score_decay", "max_missing_output", "prune_after", "min_mask_pixels",
+)
 
 
 class OnlineTracker:
@@ -67,25 +71,18 @@ class OnlineTracker:
     the memory as it was).
     """
 
+    @configurable
     def __init__(
         self,
         *,
-        match_mode="released",
-        mask_iou_weight=1.0,
-        box_iou_weight=2.0,
-        new_track_score=1.4,
-        alpha=1.0,
-        beta=1.0,
-        paper_thresh=0.8,
-        score_decay=0.95,
-        max_missing_output=10,
-        prune_after=30,
-        min_mask_pixels=1,
-        mask_thresh=0.5,
-        score_thresh=0.05,
-        frame_level=False,
-        frame_level_guard_iou=0.3,
+        match_mode="released", mask_iou_weight=1.0, box_iou_weight=2.0, new_track_score=1.4,  # released matching
+        alpha=1.0, beta=1.0, paper_thresh=0.8,  # paper matching (eqs. 15-16)
+        score_decay=0.95, max_missing_output=10, prune_after=30,  # missing tracks
+        min_mask_pixels=1, mask_thresh=0.5, score_thresh=0.05,  # emission (eq. 17)
+        frame_level=False, frame_level_guard_iou=0.3,  # the released tracker of models without TF
     ):
+        """Keyword arguments as described in the class docstring; ``OnlineTracker(cfg)`` builds from a config
+        (see :meth:`from_config`)."""
         assert match_mode in ("released", "paper"), f"match_mode must be 'released' or 'paper', got {match_mode!r}"
         assert prune_after <= 0 or prune_after >= max_missing_output, (
             f"TRACKER.PRUNE_AFTER ({prune_after}) must be >= MAX_MISSING_OUTPUT ({max_missing_output}) "
@@ -110,29 +107,19 @@ class OnlineTracker:
 
     @classmethod
     def from_config(cls, cfg):
-        """Build from ``cfg.MODEL.STMASK.TRACKER`` and ``cfg.MODEL.STMASK.TEST`` (score / mask thresholds); without
-        TF and with ``TRACKER.NO_TF_MODE`` "released", the released frame-level tracker (``frame_level=True``)."""
+        """Constructor kwargs from ``cfg.MODEL.STMASK.TRACKER`` (each argument of ``_TRACKER_KEYS`` from the key of
+        the same name in upper case) and ``cfg.MODEL.STMASK.TEST`` (score / mask thresholds); without TF and with
+        ``TRACKER.NO_TF_MODE`` "released", the released frame-level tracker (``frame_level=True``)."""
         t = cfg.MODEL.STMASK.TRACKER
-        frame_level = (not cfg.MODEL.STMASK.TF.ENABLED) and t.get("NO_TF_MODE", "released") == "released"
-        assert t.get("NO_TF_MODE", "released") in ("released", "propagate"), (
-            f"MODEL.STMASK.TRACKER.NO_TF_MODE must be 'released' or 'propagate', got {t.NO_TF_MODE!r}"
+        no_tf_mode = t.get("NO_TF_MODE", "released")
+        assert no_tf_mode in ("released", "propagate"), (
+            f"MODEL.STMASK.TRACKER.NO_TF_MODE must be 'released' or 'propagate', got {no_tf_mode!r}"
         )
-        return cls(
-            match_mode=t.MATCH_MODE,
-            mask_iou_weight=t.MASK_IOU_WEIGHT,
-            box_iou_weight=t.BOX_IOU_WEIGHT,
-            new_track_score=t.NEW_TRACK_SCORE,
-            alpha=t.ALPHA,
-            beta=t.BETA,
-            paper_thresh=t.PAPER_THRESH,
-            score_decay=t.SCORE_DECAY,
-            max_missing_output=t.MAX_MISSING_OUTPUT,
-            prune_after=t.PRUNE_AFTER,
-            min_mask_pixels=t.MIN_MASK_PIXELS,
-            mask_thresh=cfg.MODEL.STMASK.TEST.MASK_THRESH,
-            score_thresh=cfg.MODEL.STMASK.TEST.SCORE_THRESH,
-            frame_level=frame_level,
-        )
+        kwargs = {name: t[name.upper()] for name in _TRACKER_KEYS}
+        kwargs["mask_thresh"] = cfg.MODEL.STMASK.TEST.MASK_THRESH
+        kwargs["score_thresh"] = cfg.MODEL.STMASK.TEST.SCORE_THRESH
+        kwargs["frame_level"] = (not cfg.MODEL.STMASK.TF.ENABLED) and no_tf_mode == "released"
+        return kwargs
 
     # ------------------------------------------------------------------------------------------------------
     def reset(self):
@@ -171,6 +158,9 @@ class OnlineTracker:
 
     def update(self, detections, propagated=None):
         """
+        One frame of tracking: :meth:`propagate` (candidates), :meth:`match`, :meth:`assign`, (frame-level guard),
+        :meth:`age`, :meth:`open_tracks`, :meth:`prune`, then :meth:`emit` (or the frame-level output).
+
         Args:
             detections (dict): the frame's N detections (after NMS), tensors with N rows:
                 "boxes" (N, 4) pixel XYXY, "scores" (N,), "classes" (N,) int64, "coeffs" (N, k) raw,
@@ -187,101 +177,144 @@ class OnlineTracker:
         assert not missing, f"OnlineTracker.update: detections lack {missing}"
         if self.frame_level:
             assert propagated is None, "the frame-level tracker (no TF) takes no propagated memory"
-        mem = self._mem
-        M = len(self)
-        cand = None
-        if M > 0:
-            cand = dict(mem)
-            if propagated is not None:
-                for k in _PROPAGATED:
-                    assert propagated[k].shape[0] == M, (
-                        f"propagated[{k!r}] has {propagated[k].shape[0]} rows, the memory has {M}: propagate "
-                        "tracker.memory of this frame, in its order"
-                    )
-                    cand[k] = propagated[k].to(mem[k].dtype)
-        N = int(detections["scores"].numel())
-
-        matched_rows = None  # (n_match,) memory rows taken by detections
-        matched_dets = None
-        new_dets = None
-        if N > 0:
-            if M > 0:
-                s = self.match_scores(detections, cand)
-                jstar = s.argmax(dim=1)  # first maximum: ties go to the new-track column
-            else:
-                jstar = detections["scores"].new_zeros(N, dtype=torch.long)
-            order = torch.argsort(detections["scores"], descending=True, stable=True)
-            rank = torch.empty_like(order)
-            rank[order] = torch.arange(N, device=order.device)
-            is_new = jstar == 0
-            new_dets = order[is_new[order]]  # new ids in descending score order
-            if M > 0 and not bool(is_new.all()):
-                claim = jstar - 1  # memory row claimed (-1 = new)
-                big = torch.full((M,), N, dtype=torch.long, device=claim.device)
-                claimants = ~is_new
-                winner_rank = big.scatter_reduce(0, claim[claimants], rank[claimants], reduce="amin")
-                wins = claimants & (rank == winner_rank[claim.clamp(min=0)])
-                matched_dets = wins.nonzero().squeeze(1)
-                matched_rows = claim[matched_dets]
-        emitted_dets, emitted_ids = None, None
-        if self.frame_level and N > 0:
+        cand = self.propagate(propagated)
+        matched_dets, matched_rows, new_dets = self.assign(self.match(detections, cand), detections["scores"])
+        emitted = None
+        if self.frame_level:
             # released frame-level output: the winners (with their row's id) and the new ids, detection order
-            if matched_dets is not None and matched_dets.numel() > 0:
-                emitted_dets, emitted_ids = matched_dets, mem["ids"][matched_rows]
-                det_masks = detections["masks"][matched_dets] > self.mask_thresh
-                miou = pairwise_mask_iou(det_masks.flatten(1), (mem["masks"] > self.mask_thresh).flatten(1))
-                clear = (miou > self.frame_level_guard_iou).sum(1) < 2  # else: id kept, memory not updated
-                matched_dets, matched_rows = matched_dets[clear], matched_rows[clear]
-
-        # --- update the memory: unmatched rows are propagated, decayed and aged
-        if M > 0:
-            new_mem = dict(cand)
-            new_mem["scores"] = mem["scores"] * (1.0 if self.frame_level else self.score_decay)
-            new_mem["ages"] = mem["ages"] + 1
-            if matched_rows is not None and matched_rows.numel() > 0:
-                for k in new_mem:
-                    if k == "ids":
-                        continue
-                    if k == "ages":
-                        new_mem[k] = new_mem[k].index_fill(0, matched_rows, 0)
-                    elif k in detections:
-                        v = new_mem[k].clone()
-                        v[matched_rows] = detections[k][matched_dets].to(v.dtype)
-                        new_mem[k] = v
-            mem = new_mem
-        if new_dets is not None and new_dets.numel() > 0:
-            n_new = new_dets.numel()
-            dev = detections["scores"].device
-            ids = torch.arange(self._next_id, self._next_id + n_new, device=dev, dtype=torch.long)
-            self._next_id += n_new
-            if self.frame_level:
-                if emitted_dets is None:
-                    emitted_dets, emitted_ids = new_dets, ids
-                else:
-                    emitted_dets, emitted_ids = torch.cat([emitted_dets, new_dets]), torch.cat([emitted_ids, ids])
-            fresh = {k: v[new_dets] for k, v in detections.items() if torch.is_tensor(v) and v.shape[:1] == (N,)}
-            fresh["ids"] = ids
-            fresh["ages"] = torch.zeros(n_new, dtype=torch.long, device=dev)
-            if mem is None:
-                mem = fresh
-            else:
-                mem = {k: torch.cat([mem[k], fresh[k].to(mem[k].dtype)]) for k in mem if k in fresh}
+            emitted = (matched_dets, self._mem["ids"][matched_rows] if cand is not None else matched_rows)
+            matched_dets, matched_rows = self._frame_level_guard(detections, matched_dets, matched_rows)
+        mem = None if cand is None else self.age(cand, detections, matched_dets, matched_rows)
+        mem, new_ids = self.open_tracks(mem, detections, new_dets)
+        mem = None if mem is None else self.prune(mem)
+        self._mem = mem
         if mem is None:
             return self._empty_output(detections)
+        if self.frame_level:
+            return self._frame_level_output(
+                detections, torch.cat([emitted[0], new_dets]), torch.cat([emitted[1], new_ids])
+            )
+        return self.emit(mem)
 
-        # --- bounded memory
+    # ------------------------------------------------------------------------------------------------------
+    # the steps of ``update``, in order
+    def propagate(self, propagated):
+        """The matching candidates: the memory (M rows) with the TF-propagated "boxes" (M, 4), "coeffs" (M, k) and
+        "masks" (M, Hp, Wp) of ``propagated`` in place of its own (cast to the memory's dtypes), or the memory as it
+        is when ``propagated`` is None. Returns a new dict (the memory is not modified), or None when M = 0."""
+        if len(self) == 0:
+            return None
+        mem = self._mem
+        cand = dict(mem)
+        if propagated is not None:
+            M = len(self)
+            for k in _PROPAGATED:
+                assert propagated[k].shape[0] == M, (
+                    f"propagated[{k!r}] has {propagated[k].shape[0]} rows, the memory has {M}: propagate "
+                    "tracker.memory of this frame, in its order"
+                )
+                cand[k] = propagated[k].to(mem[k].dtype)
+        return cand
+
+    def match(self, detections, cand):
+        """The best column j* (N,) int64 for each of the N detections: 0 = the new-track column, j >= 1 = memory row
+        j - 1 of ``cand`` (M rows, or None when the memory is empty: all 0). The first maximum of
+        :meth:`match_scores` wins, so ties go to the new-track column."""
+        n = int(detections["scores"].numel())
+        if cand is None or n == 0:
+            return detections["scores"].new_zeros(n, dtype=torch.long)
+        return self.match_scores(detections, cand).argmax(dim=1)
+
+    @staticmethod
+    def assign(jstar, scores):
+        """Resolve conflicts in descending score order (released), without a Python loop.
+
+        Args:
+            jstar (N,) int64: best column per detection (0 = new track, j >= 1 = memory row j - 1), see :meth:`match`.
+            scores (N,): detection scores.
+        Returns:
+            matched_dets (n,) int64, matched_rows (n,) int64: detection ``matched_dets[i]`` takes memory row
+                ``matched_rows[i]``; of the detections claiming one row only the highest-score one (first listed on
+                ties) wins, the others are dropped. Ascending detection order.
+            new_dets (n_new,) int64: detections that open a new track, in descending score order (stable).
+        """
+        N = int(jstar.numel())
+        order = torch.argsort(scores, descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(N, device=order.device)
+        is_new = jstar == 0
+        new_dets = order[is_new[order]]
+        claim = jstar - 1  # memory row claimed (-1 = new)
+        claimants = ~is_new
+        if not bool(claimants.any()):
+            return new_dets[:0], new_dets[:0], new_dets
+        big = torch.full((int(claim.max()) + 1,), N, dtype=torch.long, device=claim.device)
+        winner_rank = big.scatter_reduce(0, claim[claimants], rank[claimants], reduce="amin")
+        matched_dets = (claimants & (rank == winner_rank[claim.clamp(min=0)])).nonzero().squeeze(1)
+        return matched_dets, claim[matched_dets], new_dets
+
+    def _frame_level_guard(self, detections, matched_dets, matched_rows):
+        """Frame-level tracker: keep only the matches (n,) whose detection mask overlaps (IoU > ``frame_level_guard_iou``)
+        fewer than two memory rows; the others keep their id but leave the memory as it was. Returns the kept
+        (matched_dets, matched_rows)."""
+        if matched_dets.numel() == 0:
+            return matched_dets, matched_rows
+        det_masks = detections["masks"][matched_dets] > self.mask_thresh
+        miou = pairwise_mask_iou(det_masks.flatten(1), (self._mem["masks"] > self.mask_thresh).flatten(1))
+        clear = (miou > self.frame_level_guard_iou).sum(1) < 2
+        return matched_dets[clear], matched_rows[clear]
+
+    def age(self, cand, detections, matched_dets, matched_rows):
+        """The memory after this frame's matches: rows ``matched_rows`` (n,) take every field of their detection
+        ``matched_dets`` (n,) (age 0); the other rows keep their candidate (propagated) box / coeffs / mask, their
+        score times ``score_decay`` (1 for the frame-level tracker) and age + 1. ``cand``: M rows (see
+        :meth:`propagate`). Returns a new dict of M rows."""
+        mem = self._mem
+        new_mem = dict(cand)
+        new_mem["scores"] = mem["scores"] * (1.0 if self.frame_level else self.score_decay)
+        new_mem["ages"] = mem["ages"] + 1
+        if matched_rows.numel() == 0:
+            return new_mem
+        for k in new_mem:
+            if k == "ages":
+                new_mem[k] = new_mem[k].index_fill(0, matched_rows, 0)
+            elif k != "ids" and k in detections:
+                v = new_mem[k].clone()
+                v[matched_rows] = detections[k][matched_dets].to(v.dtype)
+                new_mem[k] = v
+        return new_mem
+
+    def open_tracks(self, mem, detections, new_dets):
+        """Give the detections ``new_dets`` (n_new,) the next ids and append them to ``mem`` (M rows or None) with
+        age 0: every tensor field of ``detections`` with one row per detection (a field of ``mem`` that this frame's
+        detections lack is dropped). Returns (memory of M + n_new rows or None, the new ids (n_new,) int64)."""
+        dev = detections["scores"].device
+        n_new = int(new_dets.numel())
+        ids = torch.arange(self._next_id, self._next_id + n_new, device=dev, dtype=torch.long)
+        if n_new == 0:
+            return mem, ids
+        self._next_id += n_new
+        N = int(detections["scores"].numel())
+        fresh = {k: v[new_dets] for k, v in detections.items() if torch.is_tensor(v) and v.shape[:1] == (N,)}
+        fresh["ids"] = ids
+        fresh["ages"] = torch.zeros(n_new, dtype=torch.long, device=dev)
+        if mem is None:
+            return fresh, ids
+        return {k: torch.cat([mem[k], fresh[k].to(mem[k].dtype)]) for k in mem if k in fresh}, ids
+
+    def prune(self, mem):
+        """Bounded memory: drop the rows with age > ``prune_after`` (none when ``prune_after <= 0``). ``mem``: M rows;
+        returns the M' <= M kept rows, or None when none is left."""
         if self.prune_after > 0:
             keep = mem["ages"] <= self.prune_after
             if not bool(keep.all()):
                 mem = {k: v[keep] for k, v in mem.items()}
-        self._mem = mem if mem["ids"].numel() > 0 else None
-        if self._mem is None:
-            return self._empty_output(detections)
+        return mem if mem["ids"].numel() > 0 else None
 
-        if self.frame_level:
-            return self._frame_level_output(detections, emitted_dets, emitted_ids)
-
-        # --- emission (eq. 17)
+    def emit(self, mem):
+        """The frame output (eq. 17): the K of the M rows of ``mem`` with age <= ``max_missing_output``, more than
+        ``min_mask_pixels`` pixels of (mask > ``mask_thresh``) and score > ``score_thresh``, in memory order (see
+        :meth:`update` for the fields)."""
         area = (mem["masks"] > self.mask_thresh).flatten(1).sum(1)
         emit = (
             (mem["ages"] <= self.max_missing_output)
@@ -289,44 +322,24 @@ class OnlineTracker:
             & (mem["scores"] > self.score_thresh)
         )
         idx = emit.nonzero().squeeze(1)
-        return {
-            "track_ids": mem["ids"][idx],
-            "boxes": mem["boxes"][idx],
-            "scores": mem["scores"][idx],
-            "classes": mem["classes"][idx],
-            "masks": mem["masks"][idx],
-            "ages": mem["ages"][idx],
-        }
+        return _output(mem["ids"][idx], mem, idx, mem["ages"][idx])
 
     def _frame_level_output(self, detections, dets, ids):
-        """The current frame's detections ``dets`` that hold the ids ``ids``, in detection (score) order, with
-        score > ``score_thresh``."""
-        if dets is None or dets.numel() == 0:
-            return self._empty_output(detections)
+        """The current frame's detections ``dets`` (K,) that hold the ids ``ids`` (K,), in detection (score) order,
+        with score > ``score_thresh``; age 0."""
         order = torch.argsort(dets, stable=True)
         dets, ids = dets[order], ids[order]
         keep = detections["scores"][dets] > self.score_thresh
         dets, ids = dets[keep], ids[keep]
-        return {
-            "track_ids": ids,
-            "boxes": detections["boxes"][dets],
-            "scores": detections["scores"][dets],
-            "classes": detections["classes"][dets],
-            "masks": detections["masks"][dets],
-            "ages": torch.zeros(dets.numel(), dtype=torch.long, device=dets.device),
-        }
+        return _output(ids, detections, dets, torch.zeros(dets.numel(), dtype=torch.long, device=dets.device))
 
     @staticmethod
     def _empty_output(detections):
-        def e(k):
-            return detections[k][:0]
+        """The frame output without any track (0 rows, on the detections' device and dtypes)."""
+        empty = torch.zeros(0, dtype=torch.long, device=detections["scores"].device)
+        return _output(empty, detections, empty, empty)
 
-        dev = detections["scores"].device
-        return {
-            "track_ids": torch.zeros(0, dtype=torch.long, device=dev),
-            "boxes": e("boxes"),
-            "scores": e("scores"),
-            "classes": e("classes"),
-            "masks": e("masks"),
-            "ages": torch.zeros(0, dtype=torch.long, device=dev),
-        }
+
+def _output(track_ids, src, rows, ages):
+    """The frame output dict: "track_ids", "ages" as given and the ``_OUTPUT`` fields of ``src`` at ``rows``."""
+    return {"track_ids": track_ids, **{k: src[k][rows] for k in _OUTPUT}, "ages": ages}

@@ -9,19 +9,16 @@ Videos: images are grouped by their ``video_id`` key when every image has one, o
 by file name (natural order: ``2.jpg`` before ``10.jpg``). Class names and ids come from the source's
 ``categories``.
 """
-import json
-import logging
 import os
 from collections import defaultdict
 
 import pycocotools.mask as mask_util
 import tqdm
 
+from ...utils.json_parse import parse_json_bytes
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, natural_key
 
 __all__ = ["convert_coco_video", "TRACK_ID_KEYS"]
-
-logger = logging.getLogger(__name__)
 
 TRACK_ID_KEYS = ("attributes.track_id", "track_id", "instance_id")
 
@@ -79,17 +76,31 @@ def convert_coco_video(json_file, image_root, check_images=True):
         FileNotFoundError: ``json_file`` is missing.
         ConversionError: malformed source; one line naming the file and the annotation / frame.
     """
+    data = _read_coco(json_file)
+    builder = _make_builder(json_file, data)
+    images = _index_images(json_file, data)
+    frame_of = _add_videos(builder, json_file, images, image_root, check_images)
+    for i, a in enumerate(tqdm.tqdm(data["annotations"], desc="annotations", unit="ann",
+                                    disable=len(data["annotations"]) < 2000)):
+        _add_annotation(builder, json_file, i, a, images, frame_of)
+    return builder.to_json()
+
+
+def _read_coco(json_file):
+    """The COCO dict of ``json_file``, with its "images", "annotations" and "categories" lists checked."""
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"{json_file}: COCO annotation file does not exist")
-    try:
-        with open(json_file) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConversionError(f"{json_file}: not valid JSON ({e})") from None
+    with open(json_file, "rb") as f:
+        data = parse_json_bytes(f.read(), json_file, ConversionError)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list) or not isinstance(data.get("categories"), list):
         raise ConversionError(f"{json_file}: top level: a COCO file needs 'images', 'annotations' and "
                               f"'categories' lists")
+    return data
+
+
+def _make_builder(json_file, data):
+    """The :class:`YTVISBuilder` of the source's categories (checked: integer ids, names, not empty, unique)."""
     cats = []
     for i, c in enumerate(data["categories"]):
         if not isinstance(c, dict) or not isinstance(c.get("id"), int) or not isinstance(c.get("name"), str):
@@ -98,10 +109,13 @@ def convert_coco_video(json_file, image_root, check_images=True):
     if not cats:
         raise ConversionError(f"{json_file}: categories: the list is empty")
     try:
-        builder = YTVISBuilder(cats, description=f"converted from COCO video annotations {json_file}")
+        return YTVISBuilder(cats, description=f"converted from COCO video annotations {json_file}")
     except ValueError as e:
         raise ConversionError(f"{json_file}: categories: {e}") from None
 
+
+def _index_images(json_file, data):
+    """{image id: image dict} of the source's images (each with id, file_name, height, width; ids unique)."""
     images = {}
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or any(k not in im for k in ("id", "file_name", "height", "width")):
@@ -111,53 +125,64 @@ def convert_coco_video(json_file, image_root, check_images=True):
         images[im["id"]] = im
     if not images:
         raise ConversionError(f"{json_file}: images: the list is empty")
+    return images
 
+
+def _add_videos(builder, json_file, images, image_root, check_images):
+    """Group ``images`` into videos (by ``video_id`` or folder), order their frames (by ``frame_id`` or natural
+    file name), check their sizes and add them to ``builder``; returns {image id: (video index, frame index)}."""
     by_video_key = all("video_id" in im for im in images.values())
     by_frame_id = all("frame_id" in im for im in images.values())
     groups = defaultdict(list)
     for im in images.values():
-        key = im["video_id"] if by_video_key else os.path.dirname(im["file_name"])
-        groups[key].append(im)
-    frame_of = {}  # image id -> (video index, t)
+        groups[im["video_id"] if by_video_key else os.path.dirname(im["file_name"])].append(im)
+    frame_of = {}
     for key in sorted(groups, key=natural_key):
         ims = groups[key]
         ims.sort(key=(lambda im: im["frame_id"]) if by_frame_id else (lambda im: natural_key(im["file_name"])))
-        h, w = int(ims[0]["height"]), int(ims[0]["width"])
-        for im in ims:
-            if (int(im["height"]), int(im["width"])) != (h, w):
-                raise ConversionError(f"{json_file}: frame {im['file_name']}: size {im['height']}x{im['width']} "
-                                      f"differs from the video's first frame {h}x{w}")
-        if check_images:
-            for im in tqdm.tqdm(ims, desc=f"check frames of video {key or '.'}", unit="frame", leave=False,
-                                disable=len(ims) < 200):
-                size = image_size(os.path.join(image_root, im["file_name"]))
-                if size != (h, w):
-                    raise ConversionError(f"{os.path.join(image_root, im['file_name'])}: image is {size[0]}x"
-                                          f"{size[1]} but the COCO file says {h}x{w} (height x width)")
+        h, w = _video_size(json_file, key, ims, image_root, check_images)
         v = builder.add_video([im["file_name"] for im in ims], h, w)
         for t, im in enumerate(ims):
             frame_of[im["id"]] = (v, t)
+    return frame_of
 
-    for i, a in enumerate(tqdm.tqdm(data["annotations"], desc="annotations", unit="ann",
-                                    disable=len(data["annotations"]) < 2000)):
-        if not isinstance(a, dict) or any(k not in a for k in ("image_id", "category_id", "segmentation")):
-            raise ConversionError(f"{json_file}: annotations[{i}]: needs 'image_id', 'category_id' and "
-                                  f"'segmentation'")
-        im = images.get(a["image_id"])
-        if im is None:
-            raise ConversionError(f"{json_file}: annotations[{i}] (id {a.get('id')}): unknown image_id "
-                                  f"{a['image_id']}")
-        where = f"{json_file}: annotations[{i}] (id {a.get('id')}, frame {im['file_name']})"
-        tid = _track_id(a)
-        if tid is None:
-            raise ConversionError(f"{where}: no track id ({' / '.join(TRACK_ID_KEYS)}); export the video task "
-                                  f"with tracks (CVAT: annotate with tracks, export 'COCO 1.0')")
-        if isinstance(tid, float) and tid.is_integer():
-            tid = int(tid)
-        v, t = frame_of[a["image_id"]]
-        # CVAT exports its mask shapes as RLE with iscrowd=1: they are ordinary instances, kept as such
-        rle = _to_rle(a["segmentation"], int(im["height"]), int(im["width"]), where)
-        if rle is None:
-            continue
+
+def _video_size(json_file, key, ims, image_root, check_images):
+    """(h, w) of a video's frames ``ims``: every frame must have the first one's size (in the COCO file, and on
+    disk when ``check_images``)."""
+    h, w = int(ims[0]["height"]), int(ims[0]["width"])
+    for im in ims:
+        if (int(im["height"]), int(im["width"])) != (h, w):
+            raise ConversionError(f"{json_file}: frame {im['file_name']}: size {im['height']}x{im['width']} "
+                                  f"differs from the video's first frame {h}x{w}")
+    if check_images:
+        for im in tqdm.tqdm(ims, desc=f"check frames of video {key or '.'}", unit="frame", leave=False,
+                            disable=len(ims) < 200):
+            size = image_size(os.path.join(image_root, im["file_name"]))
+            if size != (h, w):
+                raise ConversionError(f"{os.path.join(image_root, im['file_name'])}: image is {size[0]}x"
+                                      f"{size[1]} but the COCO file says {h}x{w} (height x width)")
+    return h, w
+
+
+def _add_annotation(builder, json_file, i, a, images, frame_of):
+    """Add annotation ``i`` (``a``) of the source to its track and frame in ``builder`` (empty masks skipped)."""
+    if not isinstance(a, dict) or any(k not in a for k in ("image_id", "category_id", "segmentation")):
+        raise ConversionError(f"{json_file}: annotations[{i}]: needs 'image_id', 'category_id' and "
+                              f"'segmentation'")
+    im = images.get(a["image_id"])
+    if im is None:
+        raise ConversionError(f"{json_file}: annotations[{i}] (id {a.get('id')}): unknown image_id "
+                              f"{a['image_id']}")
+    where = f"{json_file}: annotations[{i}] (id {a.get('id')}, frame {im['file_name']})"
+    tid = _track_id(a)
+    if tid is None:
+        raise ConversionError(f"{where}: no track id ({' / '.join(TRACK_ID_KEYS)}); export the video task "
+                              f"with tracks (CVAT: annotate with tracks, export 'COCO 1.0')")
+    if isinstance(tid, float) and tid.is_integer():
+        tid = int(tid)
+    v, t = frame_of[a["image_id"]]
+    # CVAT exports its mask shapes as RLE with iscrowd=1: they are ordinary instances, kept as such
+    rle = _to_rle(a["segmentation"], int(im["height"]), int(im["width"]), where)
+    if rle is not None:
         builder.add_mask(v, tid, t, a["category_id"], rle, where)
-    return builder.to_json()

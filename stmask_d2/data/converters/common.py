@@ -22,6 +22,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from ...utils.io import atomic_write
+from ...utils.rle_counts import rle_runs
 
 __all__ = ["ConversionError", "YTVISBuilder", "rle_from_mask", "check_rle_string", "list_frames", "natural_key",
            "image_size", "write_ytvis_json", "IMAGE_EXTENSIONS"]
@@ -77,29 +78,11 @@ def check_rle_string(counts, h, w, where):
             raise ConversionError(f"{where}: RLE counts are not ASCII") from None
     if not isinstance(counts, str):
         raise ConversionError(f"{where}: RLE counts must be a string, got {type(counts).__name__}")
-    runs = []
-    p, n = 0, len(counts)
-    while p < n:
-        x = k = 0
-        more = True
-        while more:
-            if p >= n:
-                raise ConversionError(f"{where}: RLE counts string is truncated")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise ConversionError(f"{where}: RLE counts contain the invalid character {counts[p]!r}")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise ConversionError(f"{where}: RLE has a negative run length")
-        runs.append(x)
-    total = sum(runs)
+    try:
+        runs = rle_runs(counts)
+    except ValueError as e:
+        raise ConversionError(f"{where}: corrupt RLE counts string ({e})") from None
+    total = int(runs.sum())
     if total != h * w:
         raise ConversionError(f"{where}: RLE covers {total} pixels but the mask size {h}x{w} has {h * w}; "
                               f"wrong height/width or corrupt counts")

@@ -9,18 +9,15 @@ e.g. ``--annotations DAVIS/Annotations/480p --image-root DAVIS/JPEGImages/480p``
 every frame, so the index is the track id. Class names: from a DAVIS ``davis_semantics.json``-style file
 (``{"<seq>": {"<object index>": "<class name>"}}``) or one name for every object (``class_name``).
 """
-import json
-import logging
 import os
 
 import numpy as np
 import tqdm
 
+from ...utils.json_parse import parse_json_bytes
 from .common import ConversionError, YTVISBuilder, image_size, list_frames, natural_key, rle_from_mask
 
 __all__ = ["convert_davis", "read_index_png", "category_list"]
-
-logger = logging.getLogger(__name__)
 
 
 def read_index_png(path):
@@ -77,16 +74,7 @@ def convert_davis(annotations_root, image_root, sequences=None, semantics=None, 
     for p, what in ((annotations_root, "annotations folder"), (image_root, "image root")):
         if not os.path.isdir(p):
             raise FileNotFoundError(f"{p}: DAVIS {what} does not exist")
-    if isinstance(semantics, (str, os.PathLike)):
-        try:
-            with open(semantics) as f:
-                semantics = json.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{semantics}: semantics file does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConversionError(f"{semantics}: not valid JSON ({e})") from None
-        if not isinstance(semantics, dict):
-            raise ConversionError("semantics: expected {sequence: {object index: class name}}")
+    semantics = _load_semantics(semantics)
     if sequences is None:
         sequences = sorted((d for d in os.listdir(annotations_root)
                             if os.path.isdir(os.path.join(annotations_root, d))), key=natural_key)
@@ -97,38 +85,12 @@ def convert_davis(annotations_root, image_root, sequences=None, semantics=None, 
     videos = []
     names_used = []
     for seq in tqdm.tqdm(sequences, desc="DAVIS sequences", unit="seq"):
-        frames = list_frames(os.path.join(image_root, seq))
-        objects = {}  # object index -> {t: (rle, png path)}
-        h = w = None
-        for t, n in enumerate(frames):
-            png = os.path.join(annotations_root, seq, os.path.splitext(n)[0] + ".png")
-            if not os.path.isfile(png):
-                raise ConversionError(f"{png}: frame {n} of sequence {seq} has no annotation PNG")
-            idx = read_index_png(png)
-            fh, fw = image_size(os.path.join(image_root, seq, n))
-            if idx.shape != (fh, fw):
-                raise ConversionError(f"{png}: annotation is {idx.shape[0]}x{idx.shape[1]} but frame {n} is "
-                                      f"{fh}x{fw} (height x width)")
-            if h is None:
-                h, w = fh, fw
-            elif (fh, fw) != (h, w):
-                raise ConversionError(f"{os.path.join(image_root, seq, n)}: frame size {fh}x{fw} differs from the "
-                                      f"sequence's first frame {h}x{w}")
-            for k in np.unique(idx).tolist():
-                if k == 0 or k == void_value:
-                    continue
-                objects.setdefault(k, {})[t] = (rle_from_mask(idx == k), png)
-        seq_sem = semantics.get(seq, {}) if isinstance(semantics, dict) else {}
-        cls = {}
-        for k in sorted(objects):
-            name = seq_sem.get(str(k), seq_sem.get(k)) if isinstance(seq_sem, dict) else None
-            if semantics is not None and name is None:
-                raise ConversionError(f"semantics: sequence {seq!r} object {k} has no class name "
-                                      f"(add \"{k}\": NAME under \"{seq}\")")
-            cls[k] = str(name) if name is not None else class_name
-            names_used.append(cls[k])
+        frames, objects, h, w = _read_sequence(annotations_root, image_root, seq, void_value)
+        cls = _object_classes(seq, objects, semantics, class_name)
+        names_used += [cls[k] for k in sorted(objects)]
         videos.append((seq, frames, objects, cls, h, w))
 
+    # pass 2: the categories are known, build the JSON
     cats = category_list(names_used or [class_name], categories)
     cat_id = {n: i for i, n in cats}
     builder = YTVISBuilder(cats, description="converted from DAVIS-style indexed PNGs")
@@ -138,3 +100,57 @@ def convert_davis(annotations_root, image_root, sequences=None, semantics=None, 
             for t, (rle, png) in sorted(objects[k].items()):
                 builder.add_mask(v, k, t, cat_id[cls[k]], rle, where=png)
     return builder.to_json()
+
+
+def _load_semantics(semantics):
+    """``semantics`` as given (dict or None), or the dict of the JSON file it names."""
+    if not isinstance(semantics, (str, os.PathLike)):
+        return semantics
+    if not os.path.isfile(semantics):
+        raise FileNotFoundError(f"{semantics}: semantics file does not exist")
+    with open(semantics, "rb") as f:
+        semantics = parse_json_bytes(f.read(), semantics, ConversionError)
+    if not isinstance(semantics, dict):
+        raise ConversionError("semantics: expected {sequence: {object index: class name}}")
+    return semantics
+
+
+def _read_sequence(annotations_root, image_root, seq, void_value):
+    """Read the index PNG of every frame of ``seq`` once. Returns (frame file names, {object index: {t: (RLE,
+    PNG path)}}, h, w); every frame and PNG must have the first frame's size."""
+    frames = list_frames(os.path.join(image_root, seq))
+    objects = {}
+    h = w = None
+    for t, n in enumerate(frames):
+        png = os.path.join(annotations_root, seq, os.path.splitext(n)[0] + ".png")
+        if not os.path.isfile(png):
+            raise ConversionError(f"{png}: frame {n} of sequence {seq} has no annotation PNG")
+        idx = read_index_png(png)
+        fh, fw = image_size(os.path.join(image_root, seq, n))
+        if idx.shape != (fh, fw):
+            raise ConversionError(f"{png}: annotation is {idx.shape[0]}x{idx.shape[1]} but frame {n} is "
+                                  f"{fh}x{fw} (height x width)")
+        if h is None:
+            h, w = fh, fw
+        elif (fh, fw) != (h, w):
+            raise ConversionError(f"{os.path.join(image_root, seq, n)}: frame size {fh}x{fw} differs from the "
+                                  f"sequence's first frame {h}x{w}")
+        for k in np.unique(idx).tolist():
+            if k == 0 or k == void_value:
+                continue
+            objects.setdefault(k, {})[t] = (rle_from_mask(idx == k), png)
+    return frames, objects, h, w
+
+
+def _object_classes(seq, objects, semantics, class_name):
+    """{object index: class name} of the ``objects`` of ``seq``: from ``semantics`` when given (then every object
+    needs a name), else ``class_name``."""
+    seq_sem = semantics.get(seq, {}) if isinstance(semantics, dict) else {}
+    cls = {}
+    for k in sorted(objects):
+        name = seq_sem.get(str(k), seq_sem.get(k)) if isinstance(seq_sem, dict) else None
+        if semantics is not None and name is None:
+            raise ConversionError(f"semantics: sequence {seq!r} object {k} has no class name "
+                                  f"(add \"{k}\": NAME under \"{seq}\")")
+        cls[k] = str(name) if name is not None else class_name
+    return cls

@@ -9,7 +9,6 @@ Layout::
 and the name, when present, the class (else ``class_name``). A track without a PNG for a frame is absent there.
 Masks may overlap (YouTube-VIS allows it).
 """
-import logging
 import os
 import re
 
@@ -20,8 +19,6 @@ from .common import ConversionError, YTVISBuilder, image_size, list_frames, natu
 from .davis import category_list
 
 __all__ = ["convert_instance_pngs", "parse_track_folder", "read_binary_png"]
-
-logger = logging.getLogger(__name__)
 
 
 def parse_track_folder(name):
@@ -68,39 +65,52 @@ def convert_instance_pngs(masks_root, image_root, class_name="object", categorie
                          key=natural_key)
     if not video_names:
         raise ConversionError(f"{masks_root}: no video folders (expected <video>/<track>/<frame>.png)")
-    plan, names_used = [], []
-    for vname in video_names:
-        frames = list_frames(os.path.join(image_root, vname))
-        stems = {os.path.splitext(n)[0]: t for t, n in enumerate(frames)}
-        h, w = image_size(os.path.join(image_root, vname, frames[0]))
-        tracks = []
-        vdir = os.path.join(masks_root, vname)
-        for tname in sorted(os.listdir(vdir), key=natural_key):
-            tdir = os.path.join(vdir, tname)
-            if not os.path.isdir(tdir):
-                continue
-            parsed = parse_track_folder(tname)
-            if parsed is None:
-                raise ConversionError(f"{tdir}: track folder must be named <id> or <class>_<id> (e.g. person_3)")
-            cls, tid = parsed
-            cls = cls if cls is not None else class_name
-            if any(tid == o for o, _, _ in tracks):
-                raise ConversionError(f"{tdir}: track id {tid} is used by another folder of video {vname}")
-            files = []
-            for f in sorted(os.listdir(tdir), key=natural_key):
-                if not f.lower().endswith(".png"):
-                    continue
-                stem = os.path.splitext(f)[0]
-                if stem not in stems:
-                    raise ConversionError(f"{os.path.join(tdir, f)}: no frame {stem}.* in "
-                                          f"{os.path.join(image_root, vname)}")
-                files.append((stems[stem], os.path.join(tdir, f)))
-            tracks.append((tid, cls, files))
-            names_used.append(cls)
-        plan.append((vname, frames, h, w, tracks))
+    plan = [_plan_video(masks_root, image_root, vname, class_name) for vname in video_names]
+    names_used = [cls for _, _, _, _, tracks in plan for _, cls, _ in tracks]
     cats = category_list(names_used or [class_name], categories)
-    cat_id = {n: i for i, n in cats}
     builder = YTVISBuilder(cats, description="converted from per-instance PNG folders")
+    _add_masks(builder, plan, {n: i for i, n in cats}, threshold)
+    return builder.to_json()
+
+
+def _plan_video(masks_root, image_root, vname, class_name):
+    """(vname, frame file names, h, w, [(track id, class name, [(frame index, PNG path)])]) of one video, from its
+    track folders (read in natural order; nothing is decoded yet)."""
+    frames = list_frames(os.path.join(image_root, vname))
+    stems = {os.path.splitext(n)[0]: t for t, n in enumerate(frames)}
+    h, w = image_size(os.path.join(image_root, vname, frames[0]))
+    tracks = []
+    vdir = os.path.join(masks_root, vname)
+    for tname in sorted(os.listdir(vdir), key=natural_key):
+        tdir = os.path.join(vdir, tname)
+        if not os.path.isdir(tdir):
+            continue
+        parsed = parse_track_folder(tname)
+        if parsed is None:
+            raise ConversionError(f"{tdir}: track folder must be named <id> or <class>_<id> (e.g. person_3)")
+        cls, tid = parsed
+        if any(tid == o for o, _, _ in tracks):
+            raise ConversionError(f"{tdir}: track id {tid} is used by another folder of video {vname}")
+        tracks.append((tid, cls if cls is not None else class_name, _track_files(tdir, stems, image_root, vname)))
+    return vname, frames, h, w, tracks
+
+
+def _track_files(tdir, stems, image_root, vname):
+    """[(frame index, PNG path)] of the ``*.png`` of track folder ``tdir``; ``stems``: {frame stem: index}."""
+    files = []
+    for f in sorted(os.listdir(tdir), key=natural_key):
+        if not f.lower().endswith(".png"):
+            continue
+        stem = os.path.splitext(f)[0]
+        if stem not in stems:
+            raise ConversionError(f"{os.path.join(tdir, f)}: no frame {stem}.* in {os.path.join(image_root, vname)}")
+        files.append((stems[stem], os.path.join(tdir, f)))
+    return files
+
+
+def _add_masks(builder, plan, cat_id, threshold):
+    """Read every mask PNG of ``plan`` (see :func:`_plan_video`) and add the videos and masks to ``builder``;
+    ``cat_id``: {class name: category id}."""
     total = sum(len(files) for _, _, _, _, tracks in plan for _, _, files in tracks)
     bar = tqdm.tqdm(total=total, desc="instance masks", unit="mask")
     try:
@@ -116,4 +126,3 @@ def convert_instance_pngs(masks_root, image_root, class_name="object", categorie
                     bar.update(1)
     finally:
         bar.close()
-    return builder.to_json()
