@@ -193,7 +193,7 @@ class STMask(nn.Module):
             "tf_head": tf_head,
             "tf_feature": tf.CORR_FEATURE,
             "tf_feature_grad": tf.FEATURE_GRAD,
-            "tracker": OnlineTracker.from_config(cfg),
+            "tracker": OnlineTracker(cfg),
             "boxshift_weight": cfg.MODEL.STMASK.LOSS.BOXSHIFT_WEIGHT,
             "maskshift_weight": cfg.MODEL.STMASK.LOSS.MASKSHIFT_WEIGHT,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
