@@ -259,3 +259,9 @@ def add_stmask_config(cfg):
     # native bf16 (AVX512-BF16 or AMX), else float32 with one log line), or "auto" (bfloat16 where native).
     # float32 by default: bf16 ran 0.77x the time on the AVX512-BF16 reference CPU, its AP change is not measured.
     _C.MODEL.STMASK.INFERENCE.DTYPE = "float32"
+    # ---------------------------------------------------------------------------------------------------------
+    # Issue 13 (one registry per part)
+    # ---------------------------------------------------------------------------------------------------------
+    # FCB module of the FCB-calibrated prediction convs, from FCB_REGISTRY (stmask_d2.modeling.heads.build_fcb);
+    # each one is built through its ``from_config(cfg, in_channels, out_channels, kernel_size, anchor_cells)``.
+    _C.MODEL.STMASK.FCB.NAME = "FCB"
