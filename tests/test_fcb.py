@@ -72,14 +72,12 @@ def test_from_config():
 
 def test_registry_builds_fcb_through_from_config():
     """FCB is registered (FCB_REGISTRY, MODEL.STMASK.FCB.NAME) and the head builds its FCBs with build_fcb."""
-    from detectron2.config import get_cfg
     from detectron2.layers import ShapeSpec
 
-    from stmask_d2.config import add_stmask_config
+    from _stmask_cfg import base_cfg
     from stmask_d2.modeling.heads import FCB_REGISTRY, build_fcb, build_prediction_head
 
-    cfg = get_cfg()
-    add_stmask_config(cfg)
+    cfg = base_cfg()
     cfg.MODEL.STMASK.FCB.MODE = "ada"
     assert cfg.MODEL.STMASK.FCB.NAME == "FCB" and FCB_REGISTRY.get("FCB") is FCB
     m = build_fcb(cfg, 8, 5, (5, 3), anchor_cells=(5.0, 3.0))

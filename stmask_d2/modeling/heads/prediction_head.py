@@ -280,20 +280,16 @@ class STMaskPredictionHead(nn.Module):
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
         channels = {s.channels for s in input_shape}
         assert len(channels) == 1, f"STMaskPredictionHead is shared by all levels; got channels {channels}"
-        ag = cfg.MODEL.ANCHOR_GENERATOR
         h = cfg.MODEL.STMASK.HEAD
-        num_scales = len(ag.SCALES)
-        if ag.MODE == "ratio":
-            ratios = ag.ASPECT_RATIOS[0] if isinstance(ag.ASPECT_RATIOS[0], (list, tuple)) else ag.ASPECT_RATIOS
-            # every anchor uses a 3x3 kernel: one kernel predicting all of them
-            kernel_shapes, per_kernel = [(3, 3)], len(ratios) * num_scales
-        elif h.USE_FCA:
-            kernel_shapes, per_kernel = [tuple(k) for k in ag.KERNEL_SHAPES], num_scales
-        else:  # Yolact baseline: one 3x3 conv per branch for every anchor
-            kernel_shapes, per_kernel = [(3, 3)], len(ag.KERNEL_SHAPES) * num_scales
-        from ..anchor_generator import anchor_cell_sizes
+        # the anchor layout is the anchor generator's (built here only to read it; it has no parameters)
+        from detectron2.modeling import build_anchor_generator
 
-        cells = anchor_cell_sizes(cfg)  # (h, w) in cells of every anchor of a location, in the head's order
+        ag = build_anchor_generator(cfg, [ShapeSpec(stride=s.stride or 1) for s in input_shape])
+        if not hasattr(ag, "prediction_kernels"):
+            raise ValueError(f"STMaskPredictionHead needs MODEL.ANCHOR_GENERATOR.NAME 'FCAAnchorGenerator', got "
+                             f"{cfg.MODEL.ANCHOR_GENERATOR.NAME!r}")
+        kernel_shapes, per_kernel = ag.prediction_kernels(h.USE_FCA)
+        cells = ag.cell_sizes  # (h, w) in cells of every anchor of a location, in the head's order
         return {
             "in_channels": channels.pop(),
             "num_classes": cfg.MODEL.STMASK.NUM_CLASSES,
