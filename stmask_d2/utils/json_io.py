@@ -1,0 +1,30 @@
+"""Reading a JSON file with one clear line on a missing file, non-UTF-8 bytes or invalid JSON."""
+import json
+
+from detectron2.utils.file_io import PathManager
+
+__all__ = ["read_json"]
+
+
+def read_json(path, what="JSON", error=ValueError, missing_hint=""):
+    """The parsed content of the UTF-8 (BOM allowed) JSON file ``path`` (a local path or an iopath URI).
+
+    Raises ``error`` (the caller's one-line error class) with a message naming ``what`` and ``path`` when the file
+    does not exist (``FileNotFoundError`` if ``error`` is None; ``missing_hint`` is appended), is not UTF-8 (byte,
+    offset, line) or is not valid JSON (message, line, column)."""
+    if not PathManager.exists(path):
+        msg = f"{what} file {path!r} does not exist." + (f" {missing_hint}" if missing_hint else "")
+        raise (error or FileNotFoundError)(msg)
+    with PathManager.open(path, "rb") as f:
+        raw = f.read()
+    error = error or ValueError
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise error(f"{what} file {path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}, line "
+                    f"{line}); JSON must be UTF-8: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{what} file {path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
