@@ -9,7 +9,7 @@ the paper's variant. Use::
 """
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_stmask_config", "resolve_device"]
+__all__ = ["add_stmask_config", "resolve_device", "resolve_model_device"]
 
 
 def resolve_device(device):
@@ -20,6 +20,23 @@ def resolve_device(device):
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_model_device(cfg):
+    """Replace ``MODEL.DEVICE`` "auto" by :func:`resolve_device`'s answer in ``cfg`` itself (frozen or not).
+
+    Called by the STMask meta-architecture when it is built (``STMask.from_config``), so that Detectron2's own
+    ``build_model``, which then moves the model to ``torch.device(cfg.MODEL.DEVICE)``, and everything that reads
+    the device from the same config afterwards (trainer, predictor) see a real device. A config dumped before the
+    model is built (``default_setup``'s config.yaml) keeps "auto"."""
+    device = resolve_device(cfg.MODEL.DEVICE)
+    if device != cfg.MODEL.DEVICE:
+        frozen = cfg.is_frozen()
+        cfg.defrost()
+        cfg.MODEL.DEVICE = device
+        if frozen:
+            cfg.freeze()
     return device
 
 

@@ -78,6 +78,22 @@ def test_build_model_resolves_auto_device(monkeypatch):
     add_stmask_config(cfg)
     cfg.merge_from_file(SYNTHETIC)
     assert cfg.MODEL.DEVICE == "auto"
+    cfg.freeze()
     model = build_model(cfg)
     assert model.device.type == "cpu"
     assert cfg.MODEL.DEVICE == "auto"  # the config itself is not rewritten
+
+
+def test_detectron2_build_model_with_auto_device(monkeypatch):
+    """Detectron2's build_model (trainer, predictor) works with "auto": STMask resolves it when it is built."""
+    from detectron2.modeling import build_model
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = get_cfg()
+    add_stmask_config(cfg)
+    cfg.merge_from_file(SYNTHETIC)
+    dumped = cfg.dump()
+    cfg.freeze()
+    model = build_model(cfg)
+    assert model.device.type == "cpu" and cfg.MODEL.DEVICE == "cpu" and cfg.is_frozen()
+    assert "DEVICE: auto" in dumped

@@ -19,6 +19,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_anchor_generator, buil
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import BitMasks, Boxes, ImageList, Instances, PolygonMasks
 
+from ..config import resolve_model_device
 from ..data.transforms import build_test_resize
 from ..layers import PROTO_STRIDE, assemble_masks, encode_masks_rle
 from ..tracking import OnlineTracker, VideoResults
@@ -161,6 +162,7 @@ class STMask(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        resolve_model_device(cfg)
         # Every part is built in its own init_scope: its initial weights depend on SEED and its name only, not on
         # which optional parts (TF head, FCB branches) are enabled.
         with init_scope("backbone"):
