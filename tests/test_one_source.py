@@ -43,7 +43,7 @@ def test_read_json(tmp_path):
     with pytest.raises(MyError, match="results file .* does not exist"):
         read_json(str(tmp_path / "missing.json"), "results", MyError)
     with pytest.raises(FileNotFoundError):
-        read_json(str(tmp_path / "missing.json"), error=None)
+        read_json(str(tmp_path / "missing.json"), error=MyError, missing_error=FileNotFoundError)
     p.write_bytes(b'{"x": "\xe9"}')
     with pytest.raises(MyError, match="not UTF-8 .* line 1"):
         read_json(str(p), error=MyError)

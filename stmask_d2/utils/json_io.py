@@ -6,18 +6,17 @@ from detectron2.utils.file_io import PathManager
 __all__ = ["read_json"]
 
 
-def read_json(path, what="JSON", error=ValueError, missing_hint=""):
+def read_json(path, what="JSON", error=ValueError, missing_error=None, missing_hint=""):
     """The parsed content of the UTF-8 (BOM allowed) JSON file ``path`` (a local path or an iopath URI).
 
     Raises ``error`` (the caller's one-line error class) with a message naming ``what`` and ``path`` when the file
-    does not exist (``FileNotFoundError`` if ``error`` is None; ``missing_hint`` is appended), is not UTF-8 (byte,
-    offset, line) or is not valid JSON (message, line, column)."""
+    is not UTF-8 (byte, offset, line) or is not valid JSON (message, line, column), and ``missing_error`` (default
+    ``error``) when it does not exist (``missing_hint`` appended, e.g. where such files live)."""
     if not PathManager.exists(path):
         msg = f"{what} file {path!r} does not exist." + (f" {missing_hint}" if missing_hint else "")
-        raise (error or FileNotFoundError)(msg)
+        raise (missing_error or error)(msg)
     with PathManager.open(path, "rb") as f:
         raw = f.read()
-    error = error or ValueError
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
