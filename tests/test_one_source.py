@@ -5,7 +5,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from stmask_d2.data.categories import contiguous_to_dataset_id, dataset_category_id, dataset_to_contiguous_id
+from stmask_d2.utils.categories import contiguous_to_dataset_id, dataset_category_id, dataset_to_contiguous_id
 from stmask_d2.utils.json_io import read_json
 from stmask_d2.utils.rle import decode_rle, encode_mask, rle_bbox, rle_to_json, to_rle
 

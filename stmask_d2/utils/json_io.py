@@ -1,9 +1,18 @@
 """Reading a JSON file with one clear line on a missing file, non-UTF-8 bytes or invalid JSON."""
 import json
-
-from detectron2.utils.file_io import PathManager
+import os
 
 __all__ = ["read_json"]
+
+
+def _path_manager(path):
+    """Detectron2's PathManager for URIs ("detectron2://", "https://", ...); None for local paths, which are read
+    with ``open`` so that the evaluation CLI does not import torch / Detectron2."""
+    if "://" not in str(path):
+        return None
+    from detectron2.utils.file_io import PathManager
+
+    return PathManager
 
 
 def read_json(path, what="JSON", error=ValueError, missing_error=None, missing_hint=""):
@@ -12,10 +21,12 @@ def read_json(path, what="JSON", error=ValueError, missing_error=None, missing_h
     Raises ``error`` (the caller's one-line error class) with a message naming ``what`` and ``path`` when the file
     is not UTF-8 (byte, offset, line) or is not valid JSON (message, line, column), and ``missing_error`` (default
     ``error``) when it does not exist (``missing_hint`` appended, e.g. where such files live)."""
-    if not PathManager.exists(path):
+    pm = _path_manager(path)
+    path = os.fspath(path) if pm is None else path
+    if not (os.path.isfile(path) if pm is None else pm.exists(path)):
         msg = f"{what} file {path!r} does not exist." + (f" {missing_hint}" if missing_hint else "")
         raise (missing_error or error)(msg)
-    with PathManager.open(path, "rb") as f:
+    with (open(path, "rb") if pm is None else pm.open(path, "rb")) as f:
         raw = f.read()
     try:
         text = raw.decode("utf-8-sig")

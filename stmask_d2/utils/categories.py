@@ -1,5 +1,7 @@
 """Category ids: the one mapping between a dataset's category ids and the model's contiguous class indices.
 
+Light (no torch / Detectron2 import), so the evaluation CLI can use it.
+
 Convention (Detectron2's ``load_coco_json``, used by :func:`stmask_d2.data.ytvis.load_ytvis_json`): the JSON
 categories sorted by id get contiguous ids 0..C-1; registered metadata (``thing_dataset_id_to_contiguous_id``)
 takes precedence. Every writer of results (evaluator, demo / predictor) maps back with
