@@ -7,32 +7,52 @@ the paper's variant. Use::
     from stmask_d2.config import add_stmask_config
     cfg = get_cfg(); add_stmask_config(cfg); cfg.merge_from_file("configs/...yaml")
 """
-import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_stmask_config"]
+__all__ = ["add_stmask_config", "resolve_device", "resolve_model_device"]
+
+
+def resolve_device(device):
+    """The torch device string of a ``MODEL.DEVICE`` value: "auto" (configs/Base-STMask.yaml) is "cuda" when torch
+    sees a GPU, else "cpu"; any other value is returned unchanged. Called when the model is built
+    (:func:`stmask_d2.modeling.build_model`), so that a dumped config does not depend on the machine."""
+    if str(device).lower() == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_model_device(cfg):
+    """Replace ``MODEL.DEVICE`` "auto" by :func:`resolve_device`'s answer in ``cfg`` itself (frozen or not).
+
+    Called by the STMask meta-architecture when it is built (``STMask.from_config``), so that Detectron2's own
+    ``build_model``, which then moves the model to ``torch.device(cfg.MODEL.DEVICE)``, and everything that reads
+    the device from the same config afterwards (trainer, predictor) see a real device. A config dumped before the
+    model is built (``default_setup``'s config.yaml) keeps "auto"."""
+    device = resolve_device(cfg.MODEL.DEVICE)
+    if device != cfg.MODEL.DEVICE:
+        frozen = cfg.is_frozen()
+        cfg.defrost()
+        cfg.MODEL.DEVICE = device
+        if frozen:
+            cfg.freeze()
+    return device
 
 
 def add_stmask_config(cfg):
-    """Add the STMask keys (and STMask defaults for a few Detectron2 keys) to a Detectron2 config, in place."""
+    """Add the STMask keys to a Detectron2 config, in place. Every pre-existing Detectron2 key keeps Detectron2's
+    default: the Detectron2 defaults STMask changes (input format and sizes, backbone, anchor generator,
+    meta-architecture, MODEL.DEVICE "auto", ...) are set once, in ``configs/Base-STMask.yaml``, which every config
+    of configs/ inherits."""
     _C = cfg
     from . import register_all
 
     register_all()  # an STMask config needs the STMask components registered (import stmask_d2 is light)
-    # Run on the GPU when there is one, else on the CPU (Detectron2's default "cuda" fails without a GPU).
-    _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
     # ---------------------------------------------------------------------------------------------------------
-    # Input (docs/METHOD.md §1). RGB, ImageNet mean/std on the 0-255 scale, shortest edge 360 (max 640), padded to /32.
+    # Input (docs/METHOD.md §1); the Detectron2 input keys (format, sizes, flip) are set in Base-STMask.yaml.
     # ---------------------------------------------------------------------------------------------------------
-    _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
-    _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
-    _C.INPUT.FORMAT = "RGB"
-    _C.INPUT.MIN_SIZE_TRAIN = (360,)
-    _C.INPUT.MAX_SIZE_TRAIN = 640
-    _C.INPUT.MIN_SIZE_TEST = 360
-    _C.INPUT.MAX_SIZE_TEST = 640
-    _C.INPUT.RANDOM_FLIP = "horizontal"
     # Reference-frame sampling for training pairs (§9): the second frame is drawn uniformly among the annotated
     # frames (with >= 1 box) at an index distance in [1, SAMPLING_FRAME_RANGE] from the key frame (the released
     # code: +-2; the paper says delta in [-5, 5]); the key frame itself when the video has no such frame.
@@ -45,22 +65,10 @@ def add_stmask_config(cfg):
     # Backbone: Detectron2 ResNet with modulated deformable 3x3 convs every DEFORM_INTERVAL blocks (§1), built on
     # torchvision.ops.deform_conv2d (no compiled extension), and a Yolact-style FPN P3-P7.
     # ---------------------------------------------------------------------------------------------------------
-    _C.MODEL.BACKBONE.NAME = "build_stmask_resnet_fpn_backbone"
-    # 0 (released): the stem and every stage train (BN stays frozen through NORM "FrozenBN"); 1 freezes the stem.
-    _C.MODEL.BACKBONE.FREEZE_AT = 0
-    _C.MODEL.RESNETS.DEPTH = 50
-    _C.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-    _C.MODEL.RESNETS.STRIDE_IN_1X1 = False  # torchvision layout: stride on the 3x3 conv (§1)
-    _C.MODEL.RESNETS.NORM = "FrozenBN"
-    # Stages (res2..res5) whose blocks may be deformable; the released DCN models use res3-res5.
-    _C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, True, True, True]
-    _C.MODEL.RESNETS.DEFORM_MODULATED = True  # DCNv2 (sigmoid mask), as released
-    _C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1
+    # (The Detectron2 keys MODEL.BACKBONE / RESNETS / FPN are set in Base-STMask.yaml.)
     # Block i of a deformable stage is deformable when i % DEFORM_INTERVAL == 0 (§1: R101-DCN 3, R50-DCN 2 at
     # HEAD, 3 in the CVPR-period code).
     _C.MODEL.RESNETS.DEFORM_INTERVAL = 3
-    _C.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
-    _C.MODEL.FPN.OUT_CHANNELS = 256
     # Extra levels by stride-2 3x3 convs on P5's output: 2 gives P6, P7 (Yolact `num_downsample`).
     _C.MODEL.FPN.NUM_DOWNSAMPLE = 2
     # ReLU after the 3x3 output convs of P3-P5 (Yolact FPN; no ReLU on P6/P7).
@@ -69,7 +77,7 @@ def add_stmask_config(cfg):
     # ---------------------------------------------------------------------------------------------------------
     # Anchors: FCA, kernel-shaped anchors (§2). One anchor per (kernel shape, scale) at every location.
     # ---------------------------------------------------------------------------------------------------------
-    _C.MODEL.ANCHOR_GENERATOR.NAME = "FCAAnchorGenerator"
+    # (MODEL.ANCHOR_GENERATOR.NAME, ASPECT_RATIOS and OFFSET are set in Base-STMask.yaml.)
     # "kernel": anchor k is a KERNEL_SHAPES[k] block of cells (h x w cells of size stride), i.e. the receptive
     #   field of its FCA conv (released STMask: 3x3, 3h x 5w, 5h x 3w).
     # "ratio": Yolact's baseline, w = BASE_CELLS*s*sqrt(ar), h = BASE_CELLS*s/sqrt(ar) for ar in
@@ -82,13 +90,10 @@ def add_stmask_config(cfg):
     # Multipliers of the anchor size; one anchor per (shape, scale). [1.0] gives 3 anchors per location; Yolact++
     # uses [1, 2^(1/3), 2^(2/3)] (9 anchors, supplement Table 1).
     _C.MODEL.ANCHOR_GENERATOR.SCALES = [1.0]
-    _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[1.0, 0.5, 2.0]]  # "ratio" mode only (h/w convention of Yolact)
-    _C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.5  # anchor centres at cell centres
 
     # ---------------------------------------------------------------------------------------------------------
     # STMask
     # ---------------------------------------------------------------------------------------------------------
-    _C.MODEL.META_ARCHITECTURE = "STMask"
     _C.MODEL.STMASK = CN()
     _C.MODEL.STMASK.NUM_CLASSES = 40  # foreground classes C (background is added internally for softmax)
     _C.MODEL.STMASK.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]  # FPN levels fed to the prediction head
@@ -199,13 +204,11 @@ def add_stmask_config(cfg):
     _C.MODEL.STMASK.TRACKER.MIN_MASK_PIXELS = 1  # an emitted mask needs more pixels than this at proto size
 
     # ---------------------------------------------------------------------------------------------------------
-    # Solver defaults as released (§9): SGD, momentum 0.9, wd 1e-4, warm-up 500 iterations, two lr steps.
+    # Solver (§9); the Detectron2 solver keys as released (momentum, weight decay, warm-up, steps) are set in
+    # Base-STMask.yaml.
     # ---------------------------------------------------------------------------------------------------------
     # "SGD" (released: momentum SOLVER.MOMENTUM) or "ADAMW" (used by the small synthetic model trained from scratch).
     _C.SOLVER.OPTIMIZER = "SGD"
-    _C.SOLVER.MOMENTUM = 0.9
-    _C.SOLVER.WEIGHT_DECAY = 1e-4
-    _C.SOLVER.WARMUP_ITERS = 500
     # Skip the optimizer step (with a warning) when the total loss is not finite (released behaviour).
     _C.SOLVER.SKIP_NONFINITE_LOSS = True
 
@@ -217,9 +220,6 @@ def add_stmask_config(cfg):
     # an identity propagation: missing tracks emitted for MAX_MISSING_OUTPUT frames with their last box and
     # coefficients on the current prototypes, decaying score). Ignored when TF is enabled.
     _C.MODEL.STMASK.TRACKER.NO_TF_MODE = "released"
-    # STMask always predicts masks: Detectron2's DatasetMapper keeps the instance masks of image datasets (COCO,
-    # video frames as images) only when MASK_ON is True (its default False trained image batches without L_M).
-    _C.MODEL.MASK_ON = True
 
     # Evaluation
     _C.TEST.YTVIS_HOTA = False  # also compute HOTA / DetA / AssA with trackeval in YTVISEvaluator
@@ -279,3 +279,9 @@ def add_stmask_config(cfg):
     # native bf16 (AVX512-BF16 or AMX), else float32 with one log line), or "auto" (bfloat16 where native).
     # float32 by default: bf16 ran 0.77x the time on the AVX512-BF16 reference CPU, its AP change is not measured.
     _C.MODEL.STMASK.INFERENCE.DTYPE = "float32"
+    # ---------------------------------------------------------------------------------------------------------
+    # Issue 13 (one registry per part)
+    # ---------------------------------------------------------------------------------------------------------
+    # FCB module of the FCB-calibrated prediction convs, from FCB_REGISTRY (stmask_d2.modeling.heads.build_fcb);
+    # each one is built through its ``from_config(cfg, in_channels, out_channels, kernel_size, anchor_cells)``.
+    _C.MODEL.STMASK.FCB.NAME = "FCB"

@@ -235,4 +235,5 @@ def test_image_batches_keep_masks():
     """Detectron2's DatasetMapper keeps instance masks only with MODEL.MASK_ON (frame-level / COCO training)."""
     cfg = get_cfg()
     add_stmask_config(cfg)
+    cfg.merge_from_file("configs/Base-STMask.yaml")  # where the STMask values of Detectron2 keys are set
     assert cfg.MODEL.MASK_ON

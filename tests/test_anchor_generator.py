@@ -8,6 +8,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_anchor_generator
 
 from stmask_d2.modeling.anchor_generator import FCAAnchorGenerator
+from _stmask_cfg import base_cfg  # noqa: E402
 
 STRIDES = [8, 16, 32, 64, 128]
 LEVEL_HW = [(48, 80), (24, 40), (12, 20), (6, 10), (3, 5)]  # RC1, 384x640 input
@@ -84,10 +85,7 @@ def test_ratio_mode():
 
 
 def test_from_config_and_buffers():
-    from stmask_d2.config import add_stmask_config
-
-    cfg = get_cfg()
-    add_stmask_config(cfg)
+    cfg = base_cfg()
     cfg.MODEL.ANCHOR_GENERATOR.SCALES = [1.0, 2.0]
     ag = build_anchor_generator(cfg, [ShapeSpec(stride=s) for s in STRIDES])
     assert isinstance(ag, FCAAnchorGenerator) and ag.num_cell_anchors == [6] * 5

@@ -5,21 +5,19 @@ import types
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
-from stmask_d2.config import add_stmask_config
 from stmask_d2.modeling.backbone import (
     DeformBottleneckBlock,
     YolactFPN,
     build_stmask_resnet_backbone,
     build_stmask_resnet_fpn_backbone,
 )
+from _stmask_cfg import base_cfg  # noqa: E402
 
 
 def _cfg(depth=50, interval=2, **kw):
-    cfg = get_cfg()
-    add_stmask_config(cfg)
+    cfg = base_cfg()
     cfg.MODEL.RESNETS.DEPTH = depth
     cfg.MODEL.RESNETS.DEFORM_INTERVAL = interval
     if depth in (18, 34):

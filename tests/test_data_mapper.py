@@ -7,10 +7,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 
-from stmask_d2.config import add_stmask_config
 from stmask_d2.data import (
     YTVISPairDatasetMapper,
     YTVISTestDatasetMapper,
@@ -21,6 +19,7 @@ from stmask_d2.data import (
     register_ytvis_instances,
 )
 from stmask_d2.utils.video import FrameReadError, ImageListSource
+from _stmask_cfg import base_cfg  # noqa: E402
 
 H, W, L = 32, 48, 6
 RED, GREEN = (255, 0, 0), (0, 255, 0)
@@ -138,8 +137,7 @@ def test_bgr_format(video):
 
 
 def _cfg():
-    cfg = get_cfg()
-    add_stmask_config(cfg)
+    cfg = base_cfg()
     cfg.INPUT.MIN_SIZE_TRAIN = (64,)
     cfg.INPUT.MAX_SIZE_TRAIN = 200
     cfg.DATALOADER.NUM_WORKERS = 0

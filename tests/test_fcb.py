@@ -68,3 +68,36 @@ def test_from_config():
     assert m.mode == "ali" and m.kernel_size == (3, 5) and m.conv.out_channels == 41
     with pytest.raises(AssertionError):
         FCB(8, 4, (3, 3), "none")
+
+
+def test_registry_builds_fcb_through_from_config():
+    """FCB is registered (FCB_REGISTRY, MODEL.STMASK.FCB.NAME) and the head builds its FCBs with build_fcb."""
+    from detectron2.layers import ShapeSpec
+
+    from _stmask_cfg import base_cfg
+    from stmask_d2.modeling.heads import FCB_REGISTRY, build_fcb, build_prediction_head
+
+    cfg = base_cfg()
+    cfg.MODEL.STMASK.FCB.MODE = "ada"
+    assert cfg.MODEL.STMASK.FCB.NAME == "FCB" and FCB_REGISTRY.get("FCB") is FCB
+    m = build_fcb(cfg, 8, 5, (5, 3), anchor_cells=(5.0, 3.0))
+    assert isinstance(m, FCB) and m.mode == "ada" and m.kernel_size == (5, 3) and m.anchor_cells == (5.0, 3.0)
+
+    calls = []
+
+    class CountingFCB(FCB):
+        @classmethod
+        def from_config(cls, cfg, *args, **kwargs):
+            calls.append(args)
+            return super().from_config(cfg, *args, **kwargs)
+
+    FCB_REGISTRY._obj_map["_TestCountingFCB"] = CountingFCB
+    try:
+        cfg.MODEL.STMASK.FCB.NAME = "_TestCountingFCB"
+        cfg.MODEL.STMASK.FCB.BRANCHES = ["class", "track"]
+        cfg.MODEL.STMASK.HEAD.CONV_DIM = 8
+        head = build_prediction_head(cfg, [ShapeSpec(channels=8, stride=s) for s in (8, 16)])
+    finally:
+        del FCB_REGISTRY._obj_map["_TestCountingFCB"]
+    assert len(calls) == 6  # 3 kernels x (class, track), one anchor each
+    assert all(type(m) is CountingFCB for m in list(head.class_pred) + list(head.track_pred))

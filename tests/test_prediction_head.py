@@ -1,12 +1,11 @@
 """STMask prediction head: FCA anchor order, grouped == separate, receptive fields, centerness order, FCB."""
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
-from stmask_d2.config import add_stmask_config
 from stmask_d2.modeling.heads import build_prediction_head
 from stmask_d2.modeling.heads.prediction_head import FCAConvs, STMaskPredictionHead
+from _stmask_cfg import base_cfg  # noqa: E402
 
 SIZES_384x640 = [(48, 80), (24, 40), (12, 20), (6, 10), (3, 5)]
 KERNELS = [(3, 3), (3, 5), (5, 3)]
@@ -20,8 +19,7 @@ def _head(**kw):
 
 
 def _cfg(**head):
-    cfg = get_cfg()
-    add_stmask_config(cfg)
+    cfg = base_cfg()
     cfg.MODEL.STMASK.HEAD.CONV_DIM = 16
     cfg.MODEL.STMASK.HEAD.NUM_TOWER_CONVS = 1
     for k, v in head.items():

@@ -7,7 +7,7 @@ from detectron2.data import DatasetCatalog, build_detection_test_loader, build_d
 from detectron2.data.common import DatasetFromList
 from detectron2.data.detection_utils import check_metadata_consistency
 
-from .dataset_mapper import YTVISPairDatasetMapper, YTVISTestDatasetMapper
+from .dataset_mapper import YTVISPairDatasetMapper, YTVISTestDatasetMapper, frames_with_instances
 
 __all__ = ["get_ytvis_key_frame_dicts", "YTVISKeyFrameDataset", "build_ytvis_train_loader", "build_ytvis_test_loader"]
 
@@ -36,16 +36,12 @@ def _load_videos(dataset_names):
     return videos
 
 
-def _key_frames(video):
-    return [t for t, anns in enumerate(video["annotations"]) if any(a.get("iscrowd", 0) == 0 for a in anns)]
-
-
 def get_ytvis_key_frame_dicts(dataset_names):
     """Flatten the videos of ``dataset_names`` into training samples ``{"video": video dict, "key_frame": t}``,
     one per annotated frame with at least one (non-crowd) instance (docs/METHOD.md §9). Samples of one video share
     the same video dict object. Raises ``ValueError`` when a dataset has no annotations."""
     videos = _load_videos(dataset_names)
-    samples = [{"video": v, "key_frame": t} for v in videos for t in _key_frames(v)]
+    samples = [{"video": v, "key_frame": t} for v in videos for t in frames_with_instances(v)]
     logger.info(f"{len(samples)} key frames from {len(videos)} videos of {dataset_names}")
     if not samples:
         raise ValueError(f"No annotated frame with an instance in {dataset_names}.")

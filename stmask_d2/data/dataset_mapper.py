@@ -16,7 +16,8 @@ from detectron2.data import transforms as T
 from ..utils.video import FrameReadError, ImageListSource, check_image_pixels
 from .ytvis import YTVISFormatError
 
-__all__ = ["YTVISPairDatasetMapper", "YTVISTestDatasetMapper", "sample_reference_frame", "BadFrameError"]
+__all__ = ["YTVISPairDatasetMapper", "YTVISTestDatasetMapper", "sample_reference_frame", "frames_with_instances",
+           "BadFrameError"]
 
 
 class BadFrameError(YTVISFormatError):
@@ -45,7 +46,9 @@ def _short(e):
     return lines[0][:200] if lines else "no message"
 
 
-def _frames_with_instances(video):
+def frames_with_instances(video):
+    """Indices of the frames of a video dict with at least one non-crowd instance: the training key frames and the
+    frames a reference frame is drawn from (docs/METHOD.md §9)."""
     return [t for t, anns in enumerate(video["annotations"]) if any(a.get("iscrowd", 0) == 0 for a in anns)]
 
 
@@ -168,7 +171,7 @@ class YTVISPairDatasetMapper:
         video, key = sample["video"], int(sample["key_frame"])
         if "annotations" not in video:
             raise ValueError(f"video {video['video_id']} has no annotations; the pair mapper needs a train split.")
-        ref = sample_reference_frame(_frames_with_instances(video), key, self.sampling_frame_range)
+        ref = sample_reference_frame(frames_with_instances(video), key, self.sampling_frame_range)
         order = sorted([key, ref]) if self.sampling_frame_order == "sorted" else [key, ref]
 
         key_image = self._read(video, key)

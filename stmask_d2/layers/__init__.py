@@ -2,9 +2,11 @@
 from .correlation import spatial_correlation  # noqa: F401
 from .deform_conv import DeformConv2d  # noqa: F401
 from .mask_ops import (  # noqa: F401
+    PROTO_STRIDE,
     assemble_masks,
     crop_masks,
     encode_masks_rle,
+    gt_masks_at_proto,
     pairwise_mask_iou,
     paste_masks_to_image,
 )

@@ -1,6 +1,6 @@
 """Mask ops: box crop, mask assembly from prototypes, mask IoU, paste to the image, RLE (docs/METHOD.md §6, §10).
 
-Shape shorthand: N instances, k prototypes, (Hp, Wp) prototype map (stride 4), (H0, W0) original image.
+Shape shorthand: N instances, k prototypes, (Hp, Wp) prototype map (stride ``PROTO_STRIDE`` = 4), (H0, W0) original image.
 Everything is vectorised over instances (broadcast comparisons, einsum, matmul, one ``grid_sample``).
 """
 from typing import List, Optional, Sequence, Tuple
@@ -10,12 +10,41 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "PROTO_STRIDE",
+    "gt_masks_at_proto",
     "crop_masks",
     "assemble_masks",
     "pairwise_mask_iou",
     "paste_masks_to_image",
     "encode_masks_rle",
 ]
+
+# Output stride of the prototypes (ProtoNet: P3 at stride 8, upsampled x2): input pixels per prototype pixel. The one
+# place this number is written; everything that maps input-pixel boxes / sizes to prototype pixels reads it.
+PROTO_STRIDE = 4
+
+
+def gt_masks_at_proto(gt_masks, image_hw: Tuple[int, int], proto_hw: Tuple[int, int], stride: int = PROTO_STRIDE,
+                      device=None) -> torch.Tensor:
+    """GT masks of one frame -> (G, Hp, Wp) float32 soft masks on the prototype grid (the L_M and L_Mshift targets).
+
+    The (G, h, w) masks of the unpadded input (Detectron2 ``BitMasks`` / ``PolygonMasks`` rasterised at
+    ``image_hw`` = (h, w), or a bool / float tensor) are zero-padded (or cropped) to (Hp * stride, Wp * stride),
+    the padded network input, and averaged over stride x stride blocks (soft targets at the boundary).
+    """
+    from detectron2.structures import BitMasks, PolygonMasks
+
+    hp, wp = int(proto_hw[0]), int(proto_hw[1])
+    if isinstance(gt_masks, PolygonMasks):
+        gt_masks = BitMasks.from_polygon_masks(gt_masks, int(image_hw[0]), int(image_hw[1]))
+    t = gt_masks.tensor if isinstance(gt_masks, BitMasks) else torch.as_tensor(gt_masks)
+    t = t.to(device=device if device is not None else t.device, dtype=torch.float32)
+    if t.shape[0] == 0:
+        return t.new_zeros(0, hp, wp)
+    H, W = hp * stride, wp * stride
+    t = t[:, :H, :W]
+    t = F.pad(t, (0, W - t.shape[2], 0, H - t.shape[1]))
+    return F.avg_pool2d(t[:, None], kernel_size=stride, stride=stride)[:, 0]
 
 
 def crop_masks(masks: torch.Tensor, boxes: torch.Tensor, padding: float = 1) -> torch.Tensor:

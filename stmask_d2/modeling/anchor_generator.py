@@ -76,6 +76,7 @@ class FCAAnchorGenerator(nn.Module):
         strides (list[int]), offset (float), box_dim (= 4), num_scales (int),
         kernel_shapes (list[(kh, kw)]): conv kernel per anchor *shape*; anchor a uses
             ``kernel_shapes[a // num_scales]`` ("ratio" mode: (3, 3) for every shape).
+        cell_sizes (list[(h, w)]): size in feature cells of every anchor of a location.
         num_cell_anchors / num_anchors (list[int]): anchors per location, per level (all equal).
     """
 
@@ -130,6 +131,9 @@ class FCAAnchorGenerator(nn.Module):
             for s in self.strides
         ]
         self._num_cell = anchors[0].shape[0]
+        # (h, w) in feature cells of every anchor of a location, in the generator's (= the head's) order
+        self.cell_sizes = [(h, w) for w, h in _cell_sizes(mode, self.kernel_shapes, self.scales,
+                                                           self.aspect_ratios, base_cells)]
         for i, a in enumerate(anchors):
             self.register_buffer(f"cell_anchors_{i}", a, persistent=False)
 
@@ -145,6 +149,15 @@ class FCAAnchorGenerator(nn.Module):
             "aspect_ratios": ag.get("ASPECT_RATIOS", [[1.0, 0.5, 2.0]]),
             "offset": ag.get("OFFSET", 0.5),
         }
+
+    def prediction_kernels(self, use_fca: bool = True):
+        """The anchor layout a prediction head follows: ``(kernel_shapes, anchors_per_kernel)``, kernel g
+        predicting anchors g * anchors_per_kernel ... (g + 1) * anchors_per_kernel - 1 of a location. FCA
+        (``use_fca`` in "kernel" mode): one conv per anchor shape, of that shape, for its ``num_scales`` anchors;
+        otherwise (Yolact: "ratio" mode or FCA off) one 3x3 conv predicting every anchor of the location."""
+        if use_fca and self.mode == "kernel":
+            return list(self.kernel_shapes), self.num_scales
+        return [(3, 3)], self._num_cell
 
     @property
     def cell_anchors(self) -> List[torch.Tensor]:

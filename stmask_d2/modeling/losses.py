@@ -21,9 +21,10 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import diou_loss
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
+from detectron2.structures import Boxes, Instances
 
-from ..layers.mask_ops import crop_masks
+from ..layers.mask_ops import crop_masks, gt_masks_at_proto
+from .box_coding import stmask_box2box_transform
 from .matcher import ClassAwareMatcher
 
 __all__ = ["STMaskLosses"]
@@ -48,21 +49,6 @@ def _diou_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         return diou_loss(pred, gt, reduction="none")
     loss = diou_loss(torch.where(finite[:, None], pred, gt), gt, reduction="none")
     return torch.where(finite, loss, torch.full_like(loss, float("nan")))
-
-
-def _gt_masks_tensor(inst: Instances, out_hw: Tuple[int, int], device) -> Optional[torch.Tensor]:
-    """GT masks of one frame as a float (G, H, W) tensor zero-padded to the padded image size, or None."""
-    if not inst.has("gt_masks"):
-        return None
-    m = inst.gt_masks
-    h, w = inst.image_size
-    if isinstance(m, PolygonMasks):
-        m = BitMasks.from_polygon_masks(m, h, w)
-    t = m.tensor if isinstance(m, BitMasks) else torch.as_tensor(m)
-    t = t.to(device=device, dtype=torch.float32)
-    H, W = out_hw
-    t = t[:, :H, :W]
-    return F.pad(t, (0, W - t.shape[2], 0, H - t.shape[1]))
 
 
 class STMaskLosses(nn.Module):
@@ -137,7 +123,7 @@ class STMaskLosses(nn.Module):
         return {
             "num_classes": cfg.MODEL.STMASK.NUM_CLASSES,
             "matcher": ClassAwareMatcher(cfg),
-            "box2box_transform": Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0)),
+            "box2box_transform": stmask_box2box_transform(),
             "class_type": L.CLASS_TYPE,
             "class_weight": L.CLASS_WEIGHT,
             "ohem_neg_pos_ratio": L.OHEM_NEG_POS_RATIO,
@@ -315,10 +301,10 @@ class STMaskLosses(nn.Module):
             sel = pos_frame == f
             if not bool(sel.any()):
                 continue
-            gt = _gt_masks_tensor(inst, (int(round(Hp * sy)), int(round(Wp * sx))), protos.device)
-            if gt is None:
+            if not inst.has("gt_masks"):
                 continue
-            gt = F.interpolate(gt[:, None], size=(Hp, Wp), mode="area")[:, 0].to(protos.dtype)  # (G, Hp, Wp)
+            gt = gt_masks_at_proto(inst.gt_masks, inst.image_size, (Hp, Wp), stride=int(round(sy)),
+                                   device=protos.device).to(protos.dtype)  # (G, Hp, Wp)
             idx, lab = matches[f]
             gt_a = gt[idx[lab == 1]]  # (P_f, Hp, Wp)
             mask_logits = torch.einsum("khw,pk->phw", protos[f], torch.tanh(coeffs[f][pos[f]].to(protos.dtype)))

@@ -92,16 +92,9 @@ class ClassAwareMatcher:
             "class_prob": "sigmoid" if cfg.MODEL.STMASK.LOSS.CLASS_TYPE == "focal" else "softmax",
         }
 
-    def __call__(
-        self,
-        gt_boxes: Boxes,
-        anchors: Boxes,
-        gt_classes: Optional[torch.Tensor] = None,
-        pred_logits: Optional[torch.Tensor] = None,
-        match_quality_matrix: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """See :meth:`match`; returns (matched_gt_idxs (A,) int64, labels (A,) int8)."""
-        matched, labels, _, _ = self.match(gt_boxes, anchors, gt_classes, pred_logits, match_quality_matrix)
+    def __call__(self, *args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`match` (same arguments); returns only (matched_gt_idxs (A,) int64, labels (A,) int8)."""
+        matched, labels, _, _ = self.match(*args, **kwargs)
         return matched, labels
 
     @torch.no_grad()

@@ -19,12 +19,14 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_anchor_generator, buil
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import BitMasks, Boxes, ImageList, Instances, PolygonMasks
 
+from ..config import resolve_model_device
 from ..data.transforms import build_test_resize
-from ..layers import assemble_masks, encode_masks_rle
+from ..layers import PROTO_STRIDE, assemble_masks, encode_masks_rle
 from ..tracking import OnlineTracker, VideoResults
 from ..utils.timer import NullTimer
 from .fold_bn import enable_bn_folding
 from .heads import build_prediction_head, build_protonet, build_temporal_fusion_head
+from .box_coding import stmask_box2box_transform
 from .init_scope import init_scope
 from .inference_opts import cast_floats, resolve_inference_dtype
 from .losses import STMaskLosses
@@ -140,7 +142,7 @@ class STMask(nn.Module):
         self.maskshift_weight = maskshift_weight
         self.input_format = input_format
         self.softmax = softmax
-        self.box2box_transform = box2box_transform or Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))
+        self.box2box_transform = box2box_transform or stmask_box2box_transform()
         self.score_thresh = score_thresh
         self.nms_top_k = nms_top_k
         self.nms_thresh = nms_thresh
@@ -164,6 +166,7 @@ class STMask(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        resolve_model_device(cfg)
         # Every part is built in its own init_scope: its initial weights depend on SEED and its name only, not on
         # which optional parts (TF head, FCB branches) are enabled.
         with init_scope("backbone"):
@@ -446,7 +449,7 @@ class STMask(nn.Module):
                         fused = self.tf_head.fuse(prev[0], cur[0], prev[1], cur[1])
                         box_deltas, coeff_deltas = self.tf_head(fused, [boxes])
                         boxes, coeffs = self.tf_head.propagate(boxes, coeffs, box_deltas, coeff_deltas)
-                    masks = assemble_masks(protos[0], coeffs, boxes / 4.0)
+                    masks = assemble_masks(protos[0], coeffs, boxes / PROTO_STRIDE)
                     propagated = {"boxes": boxes, "coeffs": coeffs, "masks": masks}
             with self.timer("tracker"):
                 out = tracker.update(

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from detectron2.structures import Boxes, Instances
 
-from ..layers import LazyMasks, assemble_masks, fast_nms, fast_nms_per_class, paste_masks_to_image
+from ..layers import PROTO_STRIDE, LazyMasks, assemble_masks, fast_nms, fast_nms_per_class, paste_masks_to_image
 
 __all__ = ["detect_frame", "build_masks", "frame_to_original"]
 
@@ -54,7 +54,7 @@ def detect_frame(
         embeds: (A, D) track embeddings, or None with ``branches_at``.
         centerness: (A,) tanh centerness or None.
         anchors: Boxes (A) in input pixels, same order as the head outputs.
-        box2box_transform: e.g. ``Box2BoxTransform(weights=(10, 10, 5, 5))``.
+        box2box_transform: e.g. ``stmask_d2.modeling.box_coding.stmask_box2box_transform()``.
         image_size: (h, w) of the unpadded network input (the ``Instances`` image size).
         branches_at: when ``coeffs`` / ``embeds`` are None, a callable (K,) anchor indices -> ((K, k) coeffs,
             (K, D) embeddings) computing them for the survivors only (e.g. ``STMaskPredictionHead.predict_at``).
@@ -104,7 +104,7 @@ def detect_frame(
     return inst
 
 
-def build_masks(instances: Instances, protos: torch.Tensor, padding: float = 1, proto_stride: int = 4) -> Instances:
+def build_masks(instances: Instances, protos: torch.Tensor, padding: float = 1, proto_stride: int = PROTO_STRIDE) -> Instances:
     """Add ``pred_masks_soft`` (N, Hp, Wp) = crop(sigmoid(P · tanh(c)), box / proto_stride) (§6), in place.
 
     Args:
@@ -125,7 +125,7 @@ def frame_to_original(
     out_hw: Sequence[int],
     mask_thresh: float = 0.5,
     score_thresh: Optional[float] = None,
-    proto_stride: int = 4,
+    proto_stride: int = PROTO_STRIDE,
     paste_in_box: bool = False,
     lazy_masks: bool = False,
 ) -> Instances:

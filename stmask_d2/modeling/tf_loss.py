@@ -22,20 +22,9 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from stmask_d2.layers.mask_ops import assemble_masks
+from stmask_d2.layers.mask_ops import PROTO_STRIDE, assemble_masks, gt_masks_at_proto
 
 __all__ = ["temporal_fusion_losses"]
-
-
-def _gt_masks_at_proto(gt_masks, hp, wp):
-    """(G, H, W) bool/float masks of the (unpadded) input -> (G, hp, wp) area-averaged soft masks, stride 4."""
-    t = gt_masks.tensor if hasattr(gt_masks, "tensor") else gt_masks
-    t = t.float()
-    G, H, W = t.shape
-    Hpad, Wpad = hp * 4, wp * 4
-    t = t[:, :Hpad, :Wpad]
-    t = F.pad(t, (0, Wpad - t.shape[2], 0, Hpad - t.shape[1]))
-    return F.avg_pool2d(t[:, None], kernel_size=4, stride=4)[:, 0] if G > 0 else t.new_zeros(0, hp, wp)
 
 
 def temporal_fusion_losses(
@@ -117,9 +106,9 @@ def temporal_fusion_losses(
         pro = protos[fc].detach()
         k, hp, wp = pro.shape
         new_coeffs = coeffs.to(coeff_deltas[b].dtype) + coeff_deltas[b]  # eq. 13, before tanh
-        box_proto = box_c / 4.0
+        box_proto = box_c / PROTO_STRIDE
         masks = assemble_masks(pro.float(), new_coeffs.float(), box_proto, padding=1)  # (n, hp, wp)
-        gt = _gt_masks_at_proto(gt_instances[fc].gt_masks, hp, wp).to(device)[ci]
+        gt = gt_masks_at_proto(gt_instances[fc].gt_masks, gt_instances[fc].image_size, (hp, wp)).to(device)[ci]
         bce = F.binary_cross_entropy(masks.clamp(0, 1), gt, reduction="none").sum(dim=(1, 2))
         area = (box_proto[:, 2] - box_proto[:, 0]) * (box_proto[:, 3] - box_proto[:, 1])
         loss_mask = loss_mask + (bce / area).mean()

@@ -4,11 +4,12 @@ import logging
 import os
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 import tqdm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
+
+from ..utils.rle import decode_rle
 
 from ..utils.video import ImageListSource
 from ..utils.visualizer import TrackVisualizer
@@ -28,12 +29,7 @@ def video_name(video):
 
 def decode_segmentation(seg, h, w):
     """(h, w) bool mask of a dataset-dict segmentation (compressed RLE dict or polygon list)."""
-    if isinstance(seg, dict):
-        rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii") if isinstance(seg["counts"], str)
-               else seg["counts"]}
-    else:
-        rle = mask_util.merge(mask_util.frPyObjects(seg, h, w))
-    return mask_util.decode(rle).astype(bool)
+    return decode_rle(seg, h, w)
 
 
 def gt_instances(annotations, h, w):

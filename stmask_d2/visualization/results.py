@@ -16,6 +16,7 @@ from detectron2.structures import Boxes, Instances
 
 from ..evaluation.ytvis_eval import YTVISResults, evaluate_ytvis, load_ytvis_gt, load_ytvis_results, video_iou_matrix
 from ..utils.io import atomic_write
+from ..utils.rle import to_rle
 from ..utils.video import ImageListSource
 from ..utils.visualizer import TrackVisualizer
 from .contact_sheet import make_contact_sheet, sample_frames, write_image
@@ -85,8 +86,7 @@ def _pred_instances(entries, segs_by_entry, t, h, w):
     masks = np.zeros((n, h, w), bool)
     boxes = np.zeros((n, 4), np.float32)
     for k, (e, s) in enumerate(present):
-        rle = {"size": s["size"], "counts": s["counts"].encode("ascii") if isinstance(s["counts"], str)
-               else s["counts"]}
+        rle = to_rle(s, h, w)
         masks[k] = mask_util.decode(rle).astype(bool)
         x, y, bw, bh = mask_util.toBbox(rle)
         boxes[k] = [x, y, x + bw, y + bh]

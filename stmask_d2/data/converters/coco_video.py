@@ -16,6 +16,7 @@ import pycocotools.mask as mask_util
 import tqdm
 
 from ...utils.json_parse import parse_json_bytes
+from ...utils.rle import rle_to_json
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, natural_key
 
 __all__ = ["convert_coco_video", "TRACK_ID_KEYS"]
@@ -57,8 +58,7 @@ def _to_rle(seg, h, w, where):
             rle = {"size": [h, w], "counts": counts.encode("ascii")}
     else:
         raise ConversionError(f"{where}: segmentation must be polygons or an RLE dict, got {type(seg).__name__}")
-    return {"size": [h, w], "counts": rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes)
-            else rle["counts"]}
+    return rle_to_json(rle)
 
 
 def convert_coco_video(json_file, image_root, check_images=True):

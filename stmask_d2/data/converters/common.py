@@ -18,11 +18,11 @@ import logging
 import os
 import re
 
-import numpy as np
 import pycocotools.mask as mask_util
 
 from ...utils.io import atomic_write
 from ...utils.rle_counts import rle_runs
+from ...utils.rle import encode_mask, to_rle
 
 __all__ = ["ConversionError", "YTVISBuilder", "rle_from_mask", "check_rle_string", "list_frames", "natural_key",
            "image_size", "write_ytvis_json", "IMAGE_EXTENSIONS"]
@@ -91,13 +91,11 @@ def check_rle_string(counts, h, w, where):
 
 def rle_from_mask(mask):
     """Compressed RLE dict (``counts`` str) of an (H, W) bool / 0-1 mask."""
-    rle = mask_util.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return encode_mask(mask)
 
 
 def _rle_bytes(rle):
-    c = rle["counts"]
-    return {"size": list(rle["size"]), "counts": c.encode("ascii") if isinstance(c, str) else c}
+    return to_rle(rle, *rle["size"])
 
 
 class YTVISBuilder:

@@ -40,7 +40,41 @@ def _offset_forward(offset_conv, deform_conv, x, modulated):
     return deform_conv(x, offset_conv(x))
 
 
-class DeformBottleneckBlock(CNNBlockBase):
+class _DeformBlock(CNNBlockBase):
+    """What the two deformable blocks share: the projection shortcut (1x1 conv + norm when the channels change),
+    the offset conv of ``conv2`` (27 channels per deformable group when modulated: 18 offsets + 9 mask, else 18),
+    the initialisation (MSRA fill of the convs, zero offset conv: a block starts as its plain counterpart, with
+    mask 0.5 when modulated) and the residual sum."""
+
+    def __init__(self, in_channels, out_channels, stride, norm, deform_modulated):
+        super().__init__(in_channels, out_channels, stride)
+        self.deform_modulated = deform_modulated
+        if in_channels != out_channels:
+            self.shortcut = Conv2d(
+                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                norm=get_norm(norm, out_channels),
+            )
+        else:
+            self.shortcut = None
+
+    def _offset_conv(self, channels, deform_num_groups, **kwargs):
+        """The 3x3 conv predicting conv2's offsets (and mask) from ``channels`` input channels."""
+        return Conv2d(channels, (27 if self.deform_modulated else 18) * deform_num_groups, kernel_size=3, **kwargs)
+
+    def _init_weights(self, *convs):
+        for layer in [*convs, self.shortcut]:
+            if layer is not None:
+                weight_init.c2_msra_fill(layer)
+        torch.nn.init.constant_(self.conv2_offset.weight, 0)
+        torch.nn.init.constant_(self.conv2_offset.bias, 0)
+
+    def _residual(self, out, x):
+        """ReLU(out + shortcut(x)), in place on ``out``."""
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out)
+
+
+class DeformBottleneckBlock(_DeformBlock):
     """Bottleneck block whose 3x3 conv is deformable (DCNv1, or modulated DCNv2 with ``deform_modulated``).
 
     Same constructor, parameter names and initialisation as ``detectron2.modeling.backbone.resnet.
@@ -62,24 +96,14 @@ class DeformBottleneckBlock(CNNBlockBase):
         deform_modulated=False,
         deform_num_groups=1,
     ):
-        super().__init__(in_channels, out_channels, stride)
-        self.deform_modulated = deform_modulated
-        if in_channels != out_channels:
-            self.shortcut = Conv2d(
-                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                norm=get_norm(norm, out_channels),
-            )
-        else:
-            self.shortcut = None
+        super().__init__(in_channels, out_channels, stride, norm, deform_modulated)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(
             in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
             norm=get_norm(norm, bottleneck_channels),
         )
-        offset_channels = 27 if deform_modulated else 18
-        self.conv2_offset = Conv2d(
-            bottleneck_channels, offset_channels * deform_num_groups, kernel_size=3, stride=stride_3x3,
-            padding=dilation, dilation=dilation,
+        self.conv2_offset = self._offset_conv(
+            bottleneck_channels, deform_num_groups, stride=stride_3x3, padding=dilation, dilation=dilation
         )
         self.conv2 = DeformConv2d(
             bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3, padding=dilation,
@@ -89,23 +113,16 @@ class DeformBottleneckBlock(CNNBlockBase):
         self.conv3 = Conv2d(
             bottleneck_channels, out_channels, kernel_size=1, bias=False, norm=get_norm(norm, out_channels)
         )
-        for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
-            if layer is not None:
-                weight_init.c2_msra_fill(layer)
-        torch.nn.init.constant_(self.conv2_offset.weight, 0)
-        torch.nn.init.constant_(self.conv2_offset.bias, 0)
+        self._init_weights(self.conv1, self.conv2, self.conv3)
 
     def forward(self, x):
         """x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride)."""
         out = F.relu_(self.conv1(x))
         out = F.relu_(_offset_forward(self.conv2_offset, self.conv2, out, self.deform_modulated))
-        out = self.conv3(out)
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        out += shortcut
-        return F.relu_(out)
+        return self._residual(self.conv3(out), x)
 
 
-class DeformBasicBlock(CNNBlockBase):
+class DeformBasicBlock(_DeformBlock):
     """ResNet-18/34 basic block whose second 3x3 conv is deformable (Detectron2 has no such block).
 
     Names follow Detectron2's ``BasicBlock`` (``conv1``, ``conv2``, ``shortcut``) plus ``conv2_offset``
@@ -114,39 +131,22 @@ class DeformBasicBlock(CNNBlockBase):
 
     def __init__(self, in_channels, out_channels, *, stride=1, norm="BN", deform_modulated=False,
                  deform_num_groups=1):
-        super().__init__(in_channels, out_channels, stride)
-        self.deform_modulated = deform_modulated
-        if in_channels != out_channels:
-            self.shortcut = Conv2d(
-                in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                norm=get_norm(norm, out_channels),
-            )
-        else:
-            self.shortcut = None
+        super().__init__(in_channels, out_channels, stride, norm, deform_modulated)
         self.conv1 = Conv2d(
             in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
             norm=get_norm(norm, out_channels),
         )
-        self.conv2_offset = Conv2d(
-            out_channels, (27 if deform_modulated else 18) * deform_num_groups, kernel_size=3, padding=1
-        )
+        self.conv2_offset = self._offset_conv(out_channels, deform_num_groups, padding=1)
         self.conv2 = DeformConv2d(
             out_channels, out_channels, kernel_size=3, padding=1, bias=False,
             deformable_groups=deform_num_groups, norm=get_norm(norm, out_channels),
         )
-        for layer in [self.conv1, self.conv2, self.shortcut]:
-            if layer is not None:
-                weight_init.c2_msra_fill(layer)
-        torch.nn.init.constant_(self.conv2_offset.weight, 0)
-        torch.nn.init.constant_(self.conv2_offset.bias, 0)
+        self._init_weights(self.conv1, self.conv2)
 
     def forward(self, x):
         """x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride)."""
         out = F.relu_(self.conv1(x))
-        out = _offset_forward(self.conv2_offset, self.conv2, out, self.deform_modulated)
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        out += shortcut
-        return F.relu_(out)
+        return self._residual(_offset_forward(self.conv2_offset, self.conv2, out, self.deform_modulated), x)
 
 
 def make_block(*, deform=False, bottleneck=True, deform_modulated=True, deform_num_groups=1, **kwargs):

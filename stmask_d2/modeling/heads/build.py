@@ -6,9 +6,11 @@ Each registered class has a ``@configurable`` constructor, so it can be built fr
 from detectron2.utils.registry import Registry
 
 __all__ = [
+    "FCB_REGISTRY",
     "PREDICTION_HEAD_REGISTRY",
     "PROTONET_REGISTRY",
     "TEMPORAL_FUSION_HEAD_REGISTRY",
+    "build_fcb",
     "build_prediction_head",
     "build_protonet",
     "build_temporal_fusion_head",
@@ -23,6 +25,13 @@ Called with ``(cfg, input_shape: List[ShapeSpec])``; selected by ``MODEL.STMASK.
 PROTONET_REGISTRY = Registry("STMASK_PROTONET")
 PROTONET_REGISTRY.__doc__ = """
 Prototype networks. Called with ``(cfg, input_shape: ShapeSpec)``; selected by ``MODEL.STMASK.PROTONET.NAME``.
+"""
+
+FCB_REGISTRY = Registry("STMASK_FCB")
+FCB_REGISTRY.__doc__ = """
+Box-calibrated prediction convs (FCB, feature calibration for boxes) that replace a prediction conv of the head.
+Called with ``(cfg, in_channels, out_channels, kernel_size, anchor_cells=None)``; selected by
+``MODEL.STMASK.FCB.NAME``.
 """
 
 TEMPORAL_FUSION_HEAD_REGISTRY = Registry("STMASK_TEMPORAL_FUSION_HEAD")
@@ -45,3 +54,10 @@ def build_protonet(cfg, input_shape):
 def build_temporal_fusion_head(cfg, input_shape):
     """Build the temporal fusion head named by ``cfg.MODEL.STMASK.TF.NAME``."""
     return TEMPORAL_FUSION_HEAD_REGISTRY.get(cfg.MODEL.STMASK.TF.NAME)(cfg, input_shape)
+
+
+def build_fcb(cfg, in_channels, out_channels, kernel_size, anchor_cells=None):
+    """Build the FCB module named by ``cfg.MODEL.STMASK.FCB.NAME`` (mode ``MODEL.STMASK.FCB.MODE``) for one anchor
+    of one prediction conv: ``in_channels`` -> ``out_channels``, kernel (kh, kw), ``anchor_cells`` (ah, aw)."""
+    return FCB_REGISTRY.get(cfg.MODEL.STMASK.FCB.NAME)(cfg, in_channels, out_channels, kernel_size,
+                                                       anchor_cells=anchor_cells)

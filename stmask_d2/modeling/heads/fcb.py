@@ -13,10 +13,12 @@ from torch.nn import functional as F
 from detectron2.config import configurable
 
 from ...layers import DeformConv2d, aligned_offsets
+from .build import FCB_REGISTRY
 
 __all__ = ["FCB"]
 
 
+@FCB_REGISTRY.register()
 class FCB(nn.Module):
     """Box-calibrated prediction conv.
 
@@ -68,12 +70,13 @@ class FCB(nn.Module):
                     nn.init.zeros_(m.bias)
 
     @classmethod
-    def from_config(cls, cfg, in_channels, out_channels, kernel_size):
+    def from_config(cls, cfg, in_channels, out_channels, kernel_size, anchor_cells=None):
         return {
             "in_channels": in_channels,
             "out_channels": out_channels,
             "kernel_size": kernel_size,
             "mode": cfg.MODEL.STMASK.FCB.MODE,
+            "anchor_cells": anchor_cells,
         }
 
     def offsets(self, box_deltas: torch.Tensor) -> torch.Tensor:

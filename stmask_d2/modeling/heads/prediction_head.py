@@ -28,7 +28,8 @@ measured: no gain on CPU, so the towers run separately.)
 axis. Both keep the same per-kernel parameters (identical state dicts) and compute the same function.
 """
 import logging
-from typing import Dict, List, Optional, Sequence
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 
-from .build import PREDICTION_HEAD_REGISTRY
+from .build import PREDICTION_HEAD_REGISTRY, build_fcb
 from ..init_scope import init_scope
 from .fcb import FCB
 
@@ -184,6 +185,7 @@ class STMaskPredictionHead(nn.Module):
         fcb_branches: Sequence[str] = ("class",),
         fca_impl: str = "separate",
         anchor_cells: Optional[Sequence[Sequence[float]]] = None,
+        fcb_builder: Optional[Callable[..., nn.Module]] = None,
     ):
         """
         Args:
@@ -205,6 +207,9 @@ class STMaskPredictionHead(nn.Module):
             anchor_cells: (h, w) in feature cells of each of the num_kernels * anchors_per_kernel anchors of a
                 location (FCB "ali" spreads each anchor's taps over its own predicted box); None = each anchor is
                 its kernel's block of cells.
+            fcb_builder: ``(in_channels, out_channels, kernel_size, anchor_cells) -> module`` building one FCB of
+                an FCB-calibrated branch (from a config: :func:`build_fcb` with MODEL.STMASK.FCB.NAME); None =
+                :class:`FCB` with ``fcb_mode``.
         """
         super().__init__()
         self.kernel_shapes = [tuple(int(k) for k in s) for s in kernel_shapes]
@@ -229,6 +234,8 @@ class STMaskPredictionHead(nn.Module):
                 f"anchor_cells needs one (h, w) per anchor ({self.num_anchors}), got {len(anchor_cells)}"
             )
         self.anchor_cells = anchor_cells
+        if fcb_builder is None:
+            fcb_builder = partial(FCB, mode=fcb_mode)
 
         # every part in its own init_scope: a part's initial weights do not depend on whether another part is
         # FCB-calibrated (an FCB draws other random numbers than a plain conv)
@@ -248,13 +255,13 @@ class STMaskPredictionHead(nn.Module):
         with init_scope("box_pred"):
             self.box_pred = FCAConvs(conv_dim, a * self.box_channels, self.kernel_shapes, fca_impl)
         with init_scope("class_pred"):
-            self.class_pred = self._branch("class", conv_dim, a * self.num_class_channels, fca_impl)
+            self.class_pred = self._branch("class", conv_dim, a * self.num_class_channels, fca_impl, fcb_builder)
         with init_scope("coeff_pred"):
-            self.coeff_pred = self._branch("mask", conv_dim, a * mask_dim, fca_impl)
+            self.coeff_pred = self._branch("mask", conv_dim, a * mask_dim, fca_impl, fcb_builder)
         with init_scope("track_pred"):
-            self.track_pred = self._branch("track", conv_dim, a * track_dim, fca_impl)
+            self.track_pred = self._branch("track", conv_dim, a * track_dim, fca_impl, fcb_builder)
 
-    def _branch(self, name, in_channels, out_channels, impl):
+    def _branch(self, name, in_channels, out_channels, impl, fcb_builder):
         """FCAConvs of a branch, or (FCB-calibrated branch) one ``FCB`` per anchor of a location: module
         g * anchors_per_kernel + j is kernel g's conv for its anchor j, driven by that anchor's own box deltas
         (``out_channels`` is then split evenly over the anchors of a kernel)."""
@@ -265,7 +272,7 @@ class STMaskPredictionHead(nn.Module):
             for g, k in enumerate(self.kernel_shapes):
                 for j in range(a):
                     cells = None if self.anchor_cells is None else self.anchor_cells[g * a + j]
-                    mods.append(FCB(in_channels, per_anchor, kernel_size=k, mode=self.fcb_mode, anchor_cells=cells))
+                    mods.append(fcb_builder(in_channels, per_anchor, k, anchor_cells=cells))
             return nn.ModuleList(mods)
         return FCAConvs(in_channels, out_channels, self.kernel_shapes, impl)
 
@@ -273,20 +280,16 @@ class STMaskPredictionHead(nn.Module):
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
         channels = {s.channels for s in input_shape}
         assert len(channels) == 1, f"STMaskPredictionHead is shared by all levels; got channels {channels}"
-        ag = cfg.MODEL.ANCHOR_GENERATOR
         h = cfg.MODEL.STMASK.HEAD
-        num_scales = len(ag.SCALES)
-        if ag.MODE == "ratio":
-            ratios = ag.ASPECT_RATIOS[0] if isinstance(ag.ASPECT_RATIOS[0], (list, tuple)) else ag.ASPECT_RATIOS
-            # every anchor uses a 3x3 kernel: one kernel predicting all of them
-            kernel_shapes, per_kernel = [(3, 3)], len(ratios) * num_scales
-        elif h.USE_FCA:
-            kernel_shapes, per_kernel = [tuple(k) for k in ag.KERNEL_SHAPES], num_scales
-        else:  # Yolact baseline: one 3x3 conv per branch for every anchor
-            kernel_shapes, per_kernel = [(3, 3)], len(ag.KERNEL_SHAPES) * num_scales
-        from ..anchor_generator import anchor_cell_sizes
+        # the anchor layout is the anchor generator's (built here only to read it; it has no parameters)
+        from detectron2.modeling import build_anchor_generator
 
-        cells = anchor_cell_sizes(cfg)  # (h, w) in cells of every anchor of a location, in the head's order
+        ag = build_anchor_generator(cfg, [ShapeSpec(stride=s.stride or 1) for s in input_shape])
+        if not hasattr(ag, "prediction_kernels"):
+            raise ValueError(f"STMaskPredictionHead needs MODEL.ANCHOR_GENERATOR.NAME 'FCAAnchorGenerator', got "
+                             f"{cfg.MODEL.ANCHOR_GENERATOR.NAME!r}")
+        kernel_shapes, per_kernel = ag.prediction_kernels(h.USE_FCA)
+        cells = ag.cell_sizes  # (h, w) in cells of every anchor of a location, in the head's order
         return {
             "in_channels": channels.pop(),
             "num_classes": cfg.MODEL.STMASK.NUM_CLASSES,
@@ -303,6 +306,7 @@ class STMaskPredictionHead(nn.Module):
             "fcb_branches": list(cfg.MODEL.STMASK.FCB.BRANCHES),
             "fca_impl": h.FCA_IMPL,
             "anchor_cells": cells,
+            "fcb_builder": partial(build_fcb, cfg),
         }
 
     def _predict(self, pred, x, deltas):

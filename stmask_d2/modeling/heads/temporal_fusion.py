@@ -24,6 +24,7 @@ from torchvision.ops import roi_align
 
 from stmask_d2.layers.correlation import spatial_correlation
 
+from ..box_coding import BOX2BOX_WEIGHTS
 from .build import TEMPORAL_FUSION_HEAD_REGISTRY
 
 __all__ = ["TemporalFusionHead"]
@@ -48,7 +49,7 @@ class TemporalFusionHead(nn.Module):
         conv_dims: Sequence[int] = (512, 512, 1024),
         mask_dim: int = 32,
         stride: int = 16,
-        box2box_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        box2box_weights: Sequence[float] = BOX2BOX_WEIGHTS,
     ):
         """
         Args:
@@ -58,7 +59,7 @@ class TemporalFusionHead(nn.Module):
             conv_dims: output channels of TemporalNet's 3x3 convs (released 512, 512, 1024).
             mask_dim: k, number of mask coefficients.
             stride: stride (input pixels per cell) of the correlation level (P4: 16).
-            box2box_weights: Box2BoxTransform weights of the box deltas ((10, 10, 5, 5) = variances 0.1 / 0.2).
+            box2box_weights: Box2BoxTransform weights of the box deltas (``BOX2BOX_WEIGHTS``, variances 0.1 / 0.2).
         """
         super().__init__()
         assert patch_size % 2 == 1, f"MODEL.STMASK.TF.CORR_PATCH_SIZE must be odd, got {patch_size}"
@@ -123,7 +124,7 @@ class TemporalFusionHead(nn.Module):
             fused: (N, P^2 + 2D, H, W) output of :meth:`fuse`.
             boxes_prev: N tensors (M_i, 4), pixel XYXY boxes of frame t-1 in the network input.
         Returns:
-            box_deltas (sum M_i, 4) for Box2BoxTransform(10, 10, 5, 5), coeff_deltas (sum M_i, k).
+            box_deltas (sum M_i, 4) for Box2BoxTransform(BOX2BOX_WEIGHTS), coeff_deltas (sum M_i, k).
         """
         assert len(boxes_prev) == fused.shape[0], (
             f"one box tensor per fused map is needed, got {len(boxes_prev)} for {fused.shape[0]} maps"
