@@ -216,7 +216,7 @@ def test_register_from_args(tmp_path):
 
 
 def test_rle_runs_decodes_like_pycocotools_and_names_defects():
-    from stmask_d2.utils.rle_counts import rle_runs, rle_total
+    from stmask_d2.utils.rle import rle_runs, rle_total
 
     rng = np.random.RandomState(0)
     for _ in range(20):

@@ -16,8 +16,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-from ..utils.json_parse import parse_json_bytes
-from ..utils.rle_counts import rle_total
+from ..utils.json_io import parse_json_bytes
+from ..utils.rle import rle_total
 
 __all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError", "check_ytvis_files", "rle_total"]
 

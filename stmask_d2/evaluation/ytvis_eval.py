@@ -27,7 +27,7 @@ from collections import OrderedDict, defaultdict
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..utils.json_parse import parse_json_bytes
+from ..utils.json_io import parse_json_bytes
 
 __all__ = [
     "YTVISEvalError",

@@ -15,7 +15,7 @@ from collections import defaultdict
 import pycocotools.mask as mask_util
 import tqdm
 
-from ...utils.json_parse import parse_json_bytes
+from ...utils.json_io import parse_json_bytes
 from ...utils.rle import rle_to_json
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, natural_key
 

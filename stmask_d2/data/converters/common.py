@@ -21,7 +21,7 @@ import re
 import pycocotools.mask as mask_util
 
 from ...utils.io import atomic_write
-from ...utils.rle_counts import rle_runs
+from ...utils.rle import rle_runs
 from ...utils.rle import encode_mask, to_rle
 
 __all__ = ["ConversionError", "YTVISBuilder", "rle_from_mask", "check_rle_string", "list_frames", "natural_key",

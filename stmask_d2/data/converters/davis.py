@@ -14,7 +14,7 @@ import os
 import numpy as np
 import tqdm
 
-from ...utils.json_parse import parse_json_bytes
+from ...utils.json_io import parse_json_bytes
 from .common import ConversionError, YTVISBuilder, image_size, list_frames, natural_key, rle_from_mask
 
 __all__ = ["convert_davis", "read_index_png", "category_list"]
