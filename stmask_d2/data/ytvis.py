@@ -17,7 +17,8 @@ from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 from ..utils.json_io import parse_json_bytes
-from ..utils.rle import rle_total
+from ..utils.categories import dataset_to_contiguous_id
+from ..utils.rle import rle_bbox, rle_total
 
 __all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError", "check_ytvis_files", "rle_total"]
 
@@ -59,11 +60,11 @@ def _category_mapping(json_file, data, dataset_name):
     if len(set(json_ids)) != len(json_ids):
         raise _err(json_file, "categories", f"duplicate category ids {json_ids}.")
     if dataset_name is None:
-        return {cid: i for i, cid in enumerate(json_ids)}
+        return dataset_to_contiguous_id(cats)
     meta = MetadataCatalog.get(dataset_name)
     id_map = getattr(meta, "thing_dataset_id_to_contiguous_id", None)
     if id_map is None:
-        id_map = {cid: i for i, cid in enumerate(json_ids)}
+        id_map = dataset_to_contiguous_id(cats)
         meta.set(thing_classes=[c["name"] for c in cats], thing_dataset_id_to_contiguous_id=id_map)
         return id_map
     id_map = {int(k): v for k, v in id_map.items()}
@@ -161,14 +162,6 @@ def _check_rle(json_file, where, s, h, w, stats):
     if total < h * w:
         stats["short_rle"] = stats.get("short_rle", 0) + 1
     return counts
-
-
-def _bbox_from_segmentation(seg, h, w):
-    if isinstance(seg, dict):
-        rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
-    else:
-        rle = mask_util.merge(mask_util.frPyObjects(seg, h, w))
-    return [float(v) for v in mask_util.toBbox(rle)]
 
 
 def load_ytvis_json(json_file, image_root, dataset_name=None):
@@ -303,7 +296,7 @@ def _add_annotation(json_file, where, a, by_id, id_map, stats):
     for t, seg in enumerate(segs):
         if seg is None:
             continue
-        box = bboxes[t] if bboxes[t] is not None else _bbox_from_segmentation(seg, h, w)
+        box = bboxes[t] if bboxes[t] is not None else rle_bbox(seg, h, w)
         if box[2] <= 0 or box[3] <= 0:
             stats["zero_area"] += 1
             continue

@@ -17,21 +17,15 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import create_small_table
 
+from ..utils.categories import contiguous_to_dataset_id, dataset_category_id
 from ..utils.io import atomic_write, remove_stale_temporaries
+from ..utils.json_io import read_json
+from ..utils.rle import rle_to_json
 from .ytvis_eval import evaluate_ytvis, load_ytvis_gt, load_ytvis_results
 
 __all__ = ["YTVISEvaluator", "instances_to_ytvis_results"]
 
 logger = logging.getLogger(__name__)
-
-
-def _rle_json(seg):
-    if not seg:
-        return None
-    counts = seg["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    return {"size": [int(seg["size"][0]), int(seg["size"][1])], "counts": counts}
 
 
 def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, video_id=None, max_tracks=0,
@@ -56,16 +50,13 @@ def instances_to_ytvis_results(output, contiguous_to_dataset_id, length=None, vi
         tracks = by_score
     out = []
     for tr in tracks:
-        cat = int(tr["category_id"])
-        if cat not in contiguous_to_dataset_id:
-            raise ValueError(f"track category_id {cat} is not a contiguous id of this dataset "
-                             f"(known: {sorted(contiguous_to_dataset_id)})")
-        segs = [_rle_json(s) for s in tr["segmentations"]]
+        category_id = dataset_category_id(tr["category_id"], contiguous_to_dataset_id)
+        segs = [rle_to_json(s) for s in tr["segmentations"]]
         if length is not None and len(segs) != length:
             logger.warning("video %s: a track has %d segmentations for %d frames; padding/cutting to the length",
                            video_id, len(segs), length)
             segs = (segs + [None] * length)[:length]
-        out.append({"video_id": video_id, "category_id": contiguous_to_dataset_id[cat],
+        out.append({"video_id": video_id, "category_id": category_id,
                     "score": float(tr["score"]), "segmentations": segs})
     return out
 
@@ -99,13 +90,11 @@ class YTVISEvaluator(DatasetEvaluator):
 
     def _contiguous_to_dataset_id(self):
         if self._id_map is None:
-            m = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", None)
-            if m is None:  # same convention as the dataset loader: sorted dataset ids -> 0..C-1
+            cats = None
+            if getattr(self._metadata, "thing_dataset_id_to_contiguous_id", None) is None:
                 assert self._json_file, f"dataset {self._dataset_name!r} has neither a category map nor json_file"
-                with open(self._json_file) as f:
-                    cats = json.load(f).get("categories") or []
-                m = {c["id"]: i for i, c in enumerate(sorted(cats, key=lambda c: c["id"]))}
-            self._id_map = {int(v): k for k, v in m.items()}
+                cats = read_json(self._json_file, "YouTube-VIS annotation").get("categories") or []
+            self._id_map = contiguous_to_dataset_id(self._metadata, cats)
         return self._id_map
 
     def process(self, inputs, outputs):
