@@ -32,6 +32,10 @@ Output (``out_dir``)::
 
 Python: ``make_synthetic_vis(out_dir, num_videos=8, ...) -> path of train.json``; the per-dataset statistics
 (occluded / null / blurred frame counts) are logged and written to ``json["info"]["stats"]``.
+
+Streaming (benchmarks, long-video memory): ``synthetic_video(num_frames, height, width, seed)`` yields the frames
+of one endless-style video of the same objects, one frame in memory at a time, nothing written; objects live for
+a limited number of frames and are replaced by new ones, so tracks start and end over the whole stream.
 """
 import json
 import logging
@@ -43,7 +47,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["make_synthetic_vis", "SHAPES", "uncompressed_rle"]
+__all__ = ["make_synthetic_vis", "synthetic_video", "SHAPES", "uncompressed_rle"]
 
 logger = logging.getLogger(__name__)
 
@@ -349,3 +353,40 @@ def make_synthetic_vis(out_dir, num_videos=8, num_frames=6, height=96, width=160
     logger.info(f"synthetic VIS: {num_videos} videos x {num_frames} frames ({height}x{width}) -> {json_path} in "
                 f"{time.perf_counter() - t_start:.2f}s; stats {stats}")
     return json_path
+
+
+def synthetic_video(num_frames, height, width, seed=0, num_objects=6, num_categories=len(SHAPES), motion_scale=1.0,
+                    lifetime=(12, 40)):
+    """Yield ``num_frames`` HxWx3 uint8 RGB frames of one synthetic video, generated on the fly (deterministic for
+    the arguments; one frame in memory at a time).
+
+    The objects and the background are those of :func:`make_synthetic_vis` (same shapes, textures, motion and
+    z-order), but the stream has no fixed length: ``num_objects`` slots each hold an object that lives a random
+    ``lifetime`` (frames, inclusive range; it may be born late, die early and enter or leave the frame, like in
+    the dataset) and is then replaced by a new one, so tracks keep starting and ending. An object's scale changes
+    over its life as over a 12-frame dataset video.
+    """
+    if num_frames < 0 or height < 1 or width < 1 or num_objects < 1:
+        raise ValueError("synthetic_video needs num_frames >= 0, height, width and num_objects >= 1")
+    if not 1 <= num_categories <= len(SHAPES) or not 1 <= lifetime[0] <= lifetime[1]:
+        raise ValueError(f"num_categories must be in 1..{len(SHAPES)} and lifetime an increasing pair >= 1")
+    rng = np.random.RandomState(seed)
+    bg = _background(rng, height, width)
+
+    def spawn(start):
+        life = int(rng.randint(lifetime[0], lifetime[1] + 1))
+        return _Object(rng, rng.randint(num_categories), height, width, life, motion_scale), start, life
+
+    slots = [spawn(0) for _ in range(num_objects)]
+    for t in range(num_frames):
+        frame = bg.copy()
+        for k, (o, start, life) in enumerate(slots):  # slot order = z-order
+            local = t - start
+            r = o.render(local * 12.0 / life, height, width) if o.birth <= local < o.death else None
+            if r is not None:
+                _, tex, (x0, y0, x1, y1), m = r
+                frame[y0:y1, x0:x1][m] = tex[m]
+            o.step(rng)
+            if local + 1 >= life:
+                slots[k] = spawn(t + 1)
+        yield frame
