@@ -131,27 +131,15 @@ def _check_writable(folder):
         raise ConfigError(f"OUTPUT_DIR {folder!r} cannot be written ({e.strerror or e}).") from e
 
 
-def register_datasets_from_args(args):
-    """Register the ``--register-ytvis NAME JSON IMAGE_ROOT`` datasets of ``args`` (if any); bad ones raise
-    :class:`ConfigError`."""
-    if not getattr(args, "register_ytvis", None):
-        return
-    from ..data import register_ytvis_from_args
-
-    try:
-        register_ytvis_from_args(args)
-    except ConfigError:
-        raise
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from e
-
-
 def build_cfg(args, freeze=True, check=True, overrides=(), **kwargs):
     """:func:`get_stmask_cfg` of an argparse namespace (``config_file``, ``opts``, and when present
     ``register_ytvis``, ``eval_only``, ``num_gpus``, ``num_machines``), after registering the ``--register-ytvis``
     datasets; no side effect on logging or seeds. ``check``: the run checks of a training / evaluation
     (``check_run``); other keyword arguments go to :func:`get_stmask_cfg`."""
-    register_datasets_from_args(args)
+    if getattr(args, "register_ytvis", None):
+        from ..data import register_ytvis_from_args
+
+        register_ytvis_from_args(args)  # bad ones: one-line user errors
     eval_only = bool(getattr(args, "eval_only", False))
     world = int(getattr(args, "num_gpus", 1) or 1) * int(getattr(args, "num_machines", 1) or 1)
     kwargs.setdefault("training", not eval_only)

@@ -14,7 +14,8 @@ the writer is created, before any work:
 
 * :class:`VideoSink`: an annotated video file (.mp4/.avi/.mkv/.mov/.m4v); :class:`FolderSink`: a folder of frames;
   :func:`open_frame_sink` picks one from the target's extension;
-* :class:`JsonSink`: one JSON file (written by :func:`stmask_d2.utils.io.atomic_write`).
+* :class:`JsonSink`: one JSON file (written by :func:`stmask_d2.utils.io.atomic_write`);
+* :func:`write_video`: a whole iterable of frames as a video file, in one call.
 """
 import glob
 import json
@@ -30,7 +31,7 @@ from .io import atomic_write, make_temp, publish, remove_stale_temporaries
 
 __all__ = ["FrameReadError", "ImageListSource", "VideoFileSource", "frames_from_folder_or_glob", "IMAGE_EXTENSIONS",
            "check_image_pixels", "check_frame_size", "VIDEO_EXTENSIONS", "VideoSink", "FolderSink", "JsonSink",
-           "open_frame_sink"]
+           "open_frame_sink", "write_video"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FORMATS = ("RGB", "BGR")
@@ -203,10 +204,15 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 _FOURCC = {".avi": "XVID", ".mkv": "XVID"}  # others: mp4v
 
 
+def _target(path, flag):
+    """How messages name the target: ``--output 'x.mp4'`` (a command-line flag) or ``'x.mp4'``."""
+    return f"{flag} {path!r}" if flag else repr(path)
+
+
 def _parent_dir(path, flag):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise InputError(f"{flag} {path!r}: folder {parent!r} does not exist")
+        raise InputError(f"{_target(path, flag)}: folder {parent!r} does not exist")
     remove_stale_temporaries(parent)  # left by a killed run
     return parent
 
@@ -215,7 +221,7 @@ def _temp(path, flag, **kw):
     try:
         return make_temp(path, **kw)
     except OSError as e:
-        raise InputError(f"{flag} {path!r} is not writable ({e.strerror or e})") from e
+        raise InputError(f"{_target(path, flag)} is not writable ({e.strerror or e})") from e
 
 
 class VideoSink:
@@ -225,7 +231,8 @@ class VideoSink:
         self.path, self.writer = path, None
         _parent_dir(path, flag)
         if os.path.isdir(path):
-            raise InputError(f"{flag} {path!r} is a folder; give a video file name or a folder without extension")
+            raise InputError(f"{_target(path, flag)} is a folder; give a video file name or a folder without "
+                             f"extension")
         ext = os.path.splitext(path)[1].lower()
         self.tmp = _temp(path, flag, suffix=ext)  # the temporary keeps the extension: OpenCV picks the container
         self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*_FOURCC.get(ext, "mp4v")), float(fps),
@@ -233,9 +240,10 @@ class VideoSink:
         if not self.writer.isOpened():
             self.abort()
             if min(width, height) < 2:  # the encoders need frames of at least 2x2 pixels
-                raise InputError(f"{flag} {path!r}: the frames are {width}x{height} pixels, too small to encode as "
-                                 f"a video (at least 2x2); give a folder ({flag} DIR) to write the frames instead")
-            raise InputError(f"{flag} {path!r}: OpenCV cannot write {ext} videos here (try .avi or a folder)")
+                raise InputError(f"{_target(path, flag)}: the frames are {width}x{height} pixels, too small to "
+                                 f"encode as a video (at least 2x2); give a folder ({flag or 'a path'} DIR) to write "
+                                 f"the frames instead")
+            raise InputError(f"{_target(path, flag)}: OpenCV cannot write {ext} videos here (try .avi or a folder)")
 
     def write(self, frame_rgb, t):
         self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
@@ -261,14 +269,14 @@ class FolderSink:
         self.path, self.names, self.flag = path, names, flag
         _parent_dir(path, flag)
         if os.path.exists(path) and not os.path.isdir(path):
-            raise InputError(f"{flag} {path!r} exists and is not a folder")
+            raise InputError(f"{_target(path, flag)} exists and is not a folder")
         self.tmp = _temp(path, flag, folder=True)
         self.written = []
 
     def write(self, frame_rgb, t):
         name = self.names[t] if self.names is not None else f"{t:05d}.jpg"
         if not cv2.imwrite(os.path.join(self.tmp, name), cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)):
-            raise InputError(f"{self.flag} {self.path!r}: cannot write frame {name!r}")
+            raise InputError(f"{_target(self.path, self.flag)}: cannot write frame {name!r}")
         self.written.append(name)
 
     def commit(self):
@@ -296,7 +304,7 @@ class JsonSink:
         self.path = path
         _parent_dir(path, flag)
         if os.path.isdir(path):
-            raise InputError(f"{flag} {path!r} is a folder; give a file name")
+            raise InputError(f"{_target(path, flag)} is a folder; give a file name")
         os.remove(_temp(path, flag))  # writable: fail now, not after the video was processed
 
     def commit(self, obj):
@@ -304,3 +312,24 @@ class JsonSink:
 
     def abort(self):
         pass
+
+
+def write_video(path, frames_rgb, fps=6.0, flag=None):
+    """Write an iterable of equal-size HxWx3 uint8 RGB frames as the video ``path`` (its folder is created),
+    atomically through :class:`VideoSink`; returns the number of frames."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sink, n = None, 0
+    try:
+        for frame in frames_rgb:
+            if sink is None:
+                sink = VideoSink(path, fps, frame.shape[1], frame.shape[0], flag)
+            sink.write(frame, n)
+            n += 1
+        if sink is None:
+            raise InputError(f"{_target(path, flag)}: no frames to write")
+        sink.commit()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    return n
