@@ -17,6 +17,7 @@ from collections import defaultdict
 import pycocotools.mask as mask_util
 import tqdm
 
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, natural_key
 
 __all__ = ["convert_coco_video", "TRACK_ID_KEYS"]
@@ -80,7 +81,7 @@ def convert_coco_video(json_file, image_root, check_images=True):
         ConversionError: malformed source; one line naming the file and the annotation / frame.
     """
     if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"{json_file}: COCO annotation file does not exist")
+        raise MissingFileError(f"{json_file}: COCO annotation file does not exist")
     try:
         with open(json_file) as f:
             data = json.load(f)

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tqdm
 
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, image_size, list_frames, natural_key, rle_from_mask
 
 __all__ = ["convert_davis", "read_index_png", "category_list"]
@@ -76,13 +77,13 @@ def convert_davis(annotations_root, image_root, sequences=None, semantics=None, 
     """
     for p, what in ((annotations_root, "annotations folder"), (image_root, "image root")):
         if not os.path.isdir(p):
-            raise FileNotFoundError(f"{p}: DAVIS {what} does not exist")
+            raise MissingFileError(f"{p}: DAVIS {what} does not exist")
     if isinstance(semantics, (str, os.PathLike)):
         try:
             with open(semantics) as f:
                 semantics = json.load(f)
         except FileNotFoundError:
-            raise FileNotFoundError(f"{semantics}: semantics file does not exist") from None
+            raise MissingFileError(f"{semantics}: semantics file does not exist") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConversionError(f"{semantics}: not valid JSON ({e})") from None
         if not isinstance(semantics, dict):

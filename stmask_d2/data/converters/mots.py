@@ -19,6 +19,7 @@ import re
 
 import tqdm
 
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, list_frames, natural_key
 
 __all__ = ["convert_mots", "KITTI_MOTS_CLASSES", "sequence_name", "sequence_frame_dir"]
@@ -75,7 +76,7 @@ def convert_mots(txt_files, image_root, class_names=None, ignore_class_ids=(10,)
         elif os.path.isfile(p):
             files.append(p)
         else:
-            raise FileNotFoundError(f"{p}: MOTS text file does not exist")
+            raise MissingFileError(f"{p}: MOTS text file does not exist")
     seqs = [sequence_name(f) for f in files]
     dup = sorted({s for s in seqs if seqs.count(s) > 1})
     if dup:
