@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def _config_msg(e):
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     msg = " ".join(str(msg).split())
-    if isinstance(e, KeyError) and "Non-existent" in msg:
+    if "Non-existent" in msg:  # yacs: KeyError from a file, AssertionError from a KEY VALUE list
         msg += " (misspelt? every key is listed in stmask_d2/config.py and detectron2/config/defaults.py)"
     return msg
 
