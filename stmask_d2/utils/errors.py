@@ -12,7 +12,7 @@ import os
 import sys
 
 __all__ = ["UserError", "ConfigError", "CheckpointError", "MissingWeightsError", "InputError", "MissingFileError",
-           "is_user_error", "one_line", "debug_enabled", "run_cli", "USER_ERROR_EXIT_CODE"]
+           "is_user_error", "one_line", "debug_enabled", "report_user_error", "run_cli", "USER_ERROR_EXIT_CODE"]
 
 USER_ERROR_EXIT_CODE = 2
 
