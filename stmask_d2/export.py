@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .layers.deform_conv import force_sampled_deform_conv
+from .utils.errors import UserError
 
 __all__ = ["FrameNetwork", "TFNetwork", "export_model", "ExportedNetwork", "attach_exported", "ExportError",
            "FRAME_OUTPUTS", "TF_INPUTS", "TF_OUTPUTS"]
@@ -43,7 +44,7 @@ META_KEY = "stmask_d2"
 ONNX_OPSET = 17
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export or a run of an exported model that cannot proceed (one line: what and how to fix it)."""
 
 

@@ -6,22 +6,17 @@ generator's masks, with the source masks kept for round-trip checks.
 """
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _synthetic(root, num_videos=2, num_frames=4, height=64, width=96):
-    sys.path.insert(0, os.path.join(ROOT, "datasets"))
-    try:
-        from make_synthetic_vis import make_synthetic_vis
-    finally:
-        sys.path.pop(0)
+    from stmask_d2.data.synthetic import make_synthetic_vis
+
     json_file = make_synthetic_vis(os.path.join(root, "synthetic"), num_videos=num_videos, num_frames=num_frames,
                                    height=height, width=width, seed=5)
     data = json.load(open(json_file))

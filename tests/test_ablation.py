@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from _tiny_setup import subprocess_env
+
 from stmask_d2.engine.ablation import TABLES, format_table, load_cfg, prepare_synthetic, run_table, small_row_opts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +73,7 @@ def test_tiny_table_end_to_end_and_resume(tmp_path):
 def test_cli_bad_input(tmp_path):
     def cli(*a):
         return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "ablation.py"), *a], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
 
     r = cli("--table", "table4", "--output", str(tmp_path))
     assert r.returncode == 2 and "--synthetic DIR, or --train and --test" in r.stderr

@@ -3,7 +3,6 @@ nothing written before is lost; internal errors keep their traceback; the evalua
 with one line; inputs that can be handled (grayscale / RGBA frames, odd sizes, 1-frame videos, videos without
 detections) are handled. Data-layer parsing errors are tested in test_data_ytvis.py / test_video_sources.py."""
 import copy
-import importlib.util
 import json
 import os
 
@@ -14,7 +13,7 @@ import torch
 from detectron2.modeling import build_model
 
 from _tiny_setup import one_thread  # noqa: F401  (autouse)
-from _tiny_setup import (CONFIG, ROOT, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
+from _tiny_setup import (CONFIG, TINY_OPTS, dataset_name, dataset_opts, make_tiny_dataset, register_args,
                          tiny_cfg)
 
 
@@ -28,10 +27,9 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def train_net():
-    spec = importlib.util.spec_from_file_location("train_net_under_test", os.path.join(ROOT, "train_net.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from stmask_d2.engine import train_net
+
+    return train_net
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ OUTPUT_DIR included). ``test_matrix_messages`` prints every case with its messag
 
 Cases that need a real process (SIGTERM) or a training run (bad frames met by the data loader) are separate
 tests below the matrix."""
-import importlib.util
 import json
 import os
 import pickle
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import cv2
@@ -27,21 +25,9 @@ from _tiny_setup import (CONFIG, PY, ROOT, TINY_OPTS, dataset_name, dataset_opts
 MESSAGES = {}
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def entry_points():
-    sys.path.insert(0, os.path.join(ROOT, "demo"))
-    try:
-        train_net = _load(os.path.join(ROOT, "train_net.py"), "train_net_matrix")
-        demo = _load(os.path.join(ROOT, "demo", "demo.py"), "demo_matrix")
-    finally:
-        sys.path.remove(os.path.join(ROOT, "demo"))
+    from stmask_d2.engine import demo, train_net
     from stmask_d2.evaluation.__main__ import main as eval_main
 
     return {"train": train_net, "demo": demo, "eval": eval_main}

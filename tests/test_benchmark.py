@@ -1,10 +1,13 @@
-"""tools/benchmark.py smoke runs on tiny frames (numbers are printed, never asserted)."""
+"""tools/benchmark.py (library: stmask_d2.engine.benchmark) smoke runs on tiny frames (numbers are printed, never
+asserted)."""
 import os
 import re
 import subprocess
 import sys
 
 import numpy as np
+
+from _tiny_setup import subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "tools/benchmark.py")
@@ -14,7 +17,7 @@ TINY = ["--height", "64", "--width", "96", "--opts", "INPUT.MIN_SIZE_TEST", "64"
 
 def _run(*args):
     p = subprocess.run([sys.executable, BENCH, "--config-file", CONFIG, "--device", "cpu", *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     return p.stdout
 
@@ -38,17 +41,14 @@ def test_benchmark_with_mask_rcnn_prints_ratio():
 
 def test_benchmark_user_error_is_one_line(tmp_path):
     p = subprocess.run([sys.executable, BENCH, "--config-file", str(tmp_path / "nope.yaml"), "--device", "cpu"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith("benchmark.py: error: Config file")
 
 
 def test_synthetic_video_is_streamed_and_deterministic():
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
+    from stmask_d2.engine import benchmark
+
     gen = benchmark.synthetic_video(3, 36, 64, seed=1)
     assert not isinstance(gen, (list, tuple))  # a generator: one frame at a time
     a = list(gen)
@@ -70,5 +70,6 @@ def test_benchmark_calibration_and_variants_in_one_run():
 
 def test_benchmark_unknown_variant_is_one_line():
     p = subprocess.run([sys.executable, BENCH, "--config-file", CONFIG, "--device", "cpu", "--no-calibration",
-                        "--compare", "warp"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--compare", "warp"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 2 and "--compare: unknown variant(s) ['warp']" in p.stderr.strip().splitlines()[-1]

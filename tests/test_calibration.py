@@ -1,13 +1,10 @@
 """The machine calibration (ResNet-18 time) and the main job's iteration time read from metrics.json."""
 import json
-import os
-import sys
 
 import torch
 
 from stmask_d2.utils.calibration import format_calibration, resnet18_calibration
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_calibration_runs_and_restores_threads():
@@ -20,11 +17,8 @@ def test_calibration_runs_and_restores_threads():
 
 
 def test_main_job_iteration_time(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import main_job
-    finally:
-        sys.path.pop(0)
+    from stmask_d2.engine import main_job
+
     recs = [{"iteration": 19, "time": 1.0}, {"iteration": 39, "time": 3.0}, {"iteration": 59, "time": 2.0},
             {"iteration": 60}]
     (tmp_path / "metrics.json").write_text("\n".join(json.dumps(r) for r in recs) + "\nnot json\n")

@@ -6,7 +6,6 @@ nothing written) naming the file and line / frame for malformed sources."""
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -17,7 +16,6 @@ from _tiny_setup import CONFIG, TINY_OPTS, dataset_name, one_thread  # noqa: F40
 
 from stmask_d2.data.convert import main as convert_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMATS = ["coco-video", "mots", "davis", "instance-pngs"]
 
 
@@ -83,9 +81,8 @@ class _Args:
 
 def test_ten_training_iterations_on_each_converted_dataset(samples, tmp_path):
     """10 iterations of the tiny synthetic config on each converted file, registered with --register-ytvis."""
-    import train_net
+    from stmask_d2.engine import train_net
 
-    sys.path.insert(0, ROOT)
     for fmt in FORMATS:
         d = samples[fmt]
         name = dataset_name(d["output"])

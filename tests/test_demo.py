@@ -1,5 +1,4 @@
 """demo/demo.py on tiny synthetic inputs (CPU, random weights): outputs and one-line user errors."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from _tiny_setup import subprocess_env
+from stmask_d2.engine import demo
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs/synthetic/STMask_R18_synthetic_TF.yaml")
 DEMO = os.path.join(ROOT, "demo/demo.py")
@@ -19,14 +21,6 @@ FAST_OPTS = ["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE
              "MODEL.STMASK.TEST.NMS_TOP_K", "8"]
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("stmask_demo_under_test", DEMO)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-demo = _load_demo()
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +191,7 @@ def test_demo_cli_exit_code_and_single_stderr_line(tmp_path):
     p = subprocess.run(
         [sys.executable, DEMO, "--config-file", CONFIG, "--video-input", str(tmp_path / "missing.mp4"),
          "--output", str(tmp_path / "o.mp4"), "--opts", "MODEL.DEVICE", "cpu"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip() and "Warning" not in ln and "import " not in ln]

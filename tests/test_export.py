@@ -22,17 +22,9 @@ OPTS = ["INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "96", "MODEL.STMASK.
 H, W = 64, 96
 
 
-def _tools_module(name):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
-
-
 @pytest.fixture(scope="module")
 def model():
-    export_model = _tools_module("export_model")
+    from stmask_d2.engine import export_model
     torch.manual_seed(0)
     _, m = export_model.build_model(CONFIG, OPTS)
     with torch.no_grad():  # non-zero biases and offsets: exercise borders and deformable sampling
@@ -53,8 +45,9 @@ def exported(model, tmp_path_factory):
 
 
 def _frames(n):
-    bench = _tools_module("benchmark")
-    return list(bench.synthetic_video(n, H, W, seed=3))
+    from stmask_d2.data.synthetic import synthetic_video
+
+    return list(synthetic_video(n, H, W, seed=3))
 
 
 def _assert_close(a, b):

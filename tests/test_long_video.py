@@ -1,22 +1,17 @@
 """Long videos (issue 6.6): a synthetic stream generated on the fly runs through ``model.track_frames`` with the
-tracker memory bounded (pruning) and the per-frame output streaming; tools/long_video_memory.py measures RSS."""
-import importlib.util
-import os
-
+tracker memory bounded (pruning) and the per-frame output streaming; tools/long_video_memory.py (library:
+stmask_d2.engine.long_video) measures RSS."""
 import pytest
 import torch
 
 NUM_FRAMES = 150  # 25x the pruning horizon; 2,000 frames: tools/long_video_memory.py
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("long_video_memory", os.path.join(ROOT, "tools",
-                                                                                     "long_video_memory.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from stmask_d2.engine import long_video
+
+    return long_video
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ class Args:
 
 @pytest.mark.slow
 def test_train_then_eval_only(dataset, tmp_path):
-    import train_net
+    from stmask_d2.engine import train_net
 
     out = str(tmp_path / "run")
     opts = TINY + ["SOLVER.MAX_ITER", "3", "OUTPUT_DIR", out, "DATASETS.TRAIN", '("e2e_train",)',

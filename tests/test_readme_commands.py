@@ -145,7 +145,9 @@ def _without_notation(argv):
 
 
 def _run(argv, env=None, timeout=HELP_TIMEOUT, cwd=ROOT):
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    # this checkout's stmask_d2 (the scripts import the package; an editable install may point elsewhere)
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     return subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -1,14 +1,11 @@
-"""datasets/prepare_ytvis_split.py: reproducible split by video, annotations follow their videos."""
-import importlib.util
+"""datasets/prepare_ytvis_split.py (library: stmask_d2.data.split): reproducible split by video, annotations follow
+their videos."""
 import json
 from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "prepare_ytvis_split", Path(__file__).resolve().parents[1] / "datasets" / "prepare_ytvis_split.py")
-split = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(split)
+from stmask_d2.data import split
 
 
 def _train(n=20):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import pycocotools.mask as mask_util
 
+from _tiny_setup import subprocess_env
 from stmask_d2.data import load_ytvis_json
 from stmask_d2.data import synthetic as gen
 
@@ -71,7 +72,7 @@ def test_compressed_rle_and_cli(tmp_path):
     cli = Path(__file__).resolve().parents[1] / "datasets" / "make_synthetic_vis.py"
     subprocess.run([sys.executable, str(cli), "--out", str(tmp_path), "--videos", "2", "--frames", "3", "--height",
                     "40", "--width", "64", "--compressed-rle", "--seed", "1", "--blur-prob", "1.0", "--instances",
-                    "2"], check=True, capture_output=True, cwd="/")
+                    "2"], check=True, capture_output=True, cwd="/", env=subprocess_env())
     data = json.loads((tmp_path / "train.json").read_text())
     assert data["info"]["stats"]["blurred_frames"] == 6
     segs = [s for a in data["annotations"] for s in a["segmentations"] if s is not None]

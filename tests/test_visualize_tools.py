@@ -1,6 +1,5 @@
 """tools/visualize_data.py and tools/visualize_json_results.py on a tiny synthetic dataset: one contact sheet per
 video (and an mp4), predictions beside the GT with each track's video IoU and the per-video AP, one-line errors."""
-import importlib.util
 import json
 import os
 
@@ -10,19 +9,11 @@ import pycocotools.mask as mask_util
 import pytest
 
 from _tiny_setup import dataset_name, make_tiny_dataset, one_thread  # noqa: F401
+from stmask_d2.visualization.cli import visualize_data_main, visualize_results_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-vis_data = _load("visualize_data")
-vis_results = _load("visualize_json_results")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def _one_error_line(err, prog):
 
 def test_visualize_data_sheets_and_video(data, tmp_path, capsys):
     out = str(tmp_path / "gt")
-    rc = vis_data.main([*data["reg"], "--dataset", data["name"], "--output", out, "--videos", "2", "--video-out"])
+    rc = visualize_data_main([*data["reg"], "--dataset", data["name"], "--output", out, "--videos", "2", "--video-out"])
     assert rc == 0, capsys.readouterr().err
     files = sorted(os.listdir(out))
     assert files == ["video_0000.mp4", "video_0000.png", "video_0001.mp4", "video_0001.png"]
@@ -62,12 +53,12 @@ def test_visualize_data_sheets_and_video(data, tmp_path, capsys):
 
 
 def test_visualize_data_bad_input(data, tmp_path, capsys):
-    rc = vis_data.main(["--dataset", "no_such_dataset", "--output", str(tmp_path / "o")])
+    rc = visualize_data_main(["--dataset", "no_such_dataset", "--output", str(tmp_path / "o")])
     cap = capsys.readouterr()
     assert rc == 2 and _one_error_line(cap.err, "visualize_data.py") and "no_such_dataset" in cap.err
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    rc = vis_data.main([*data["reg"], "--dataset", data["name"], "--output", str(blocker / "sub")])
+    rc = visualize_data_main([*data["reg"], "--dataset", data["name"], "--output", str(blocker / "sub")])
     cap = capsys.readouterr()
     assert rc == 2 and _one_error_line(cap.err, "visualize_data.py")
 
@@ -104,7 +95,7 @@ def test_visualize_results_iou_and_per_video_ap(data, tmp_path, capsys):
     rfile = str(tmp_path / "results.json")
     json.dump(res, open(rfile, "w"))
     out = str(tmp_path / "res")
-    rc = vis_results.main([*data["reg"], "--dataset", data["name"], "--results", rfile, "--output", out])
+    rc = visualize_results_main([*data["reg"], "--dataset", data["name"], "--results", rfile, "--output", out])
     assert rc == 0, capsys.readouterr().err
     assert sorted(os.listdir(out)) == ["per_video.json", "video_0000.png", "video_0001.png", "video_0002.png"]
     rep = json.load(open(os.path.join(out, "per_video.json")))
@@ -128,11 +119,11 @@ def test_visualize_results_iou_and_per_video_ap(data, tmp_path, capsys):
 def test_visualize_results_bad_input(data, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('[{"video_id": 99, "category_id": 1, "score": 0.5, "segmentations": []}]')
-    rc = vis_results.main([*data["reg"], "--dataset", data["name"], "--results", str(bad), "--output",
+    rc = visualize_results_main([*data["reg"], "--dataset", data["name"], "--results", str(bad), "--output",
                            str(tmp_path / "o")])
     cap = capsys.readouterr()
     assert rc == 2 and _one_error_line(cap.err, "visualize_json_results.py") and "99" in cap.err
-    rc = vis_results.main([*data["reg"], "--dataset", data["name"], "--results", str(tmp_path / "missing.json"),
+    rc = visualize_results_main([*data["reg"], "--dataset", data["name"], "--results", str(tmp_path / "missing.json"),
                            "--output", str(tmp_path / "o")])
     cap = capsys.readouterr()
     assert rc == 2 and _one_error_line(cap.err, "visualize_json_results.py") and "missing.json" in cap.err

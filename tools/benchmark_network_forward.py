@@ -1,83 +1,12 @@
 #!/usr/bin/env python
-"""CPU (or CUDA) forward time of STMask's network parts: backbone+FPN, prediction head, ProtoNet.
-
-Default: R50-DCN (interval 2), FCA with FCB ada on the class branch, one 360x640 frame padded to 384x640, under
-``torch.inference_mode()``. Prints the median of ``--iters`` runs per stage, for each FCA_IMPL.
+"""CPU (or CUDA) forward time of STMask's network parts: backbone+FPN, prediction head, ProtoNet. Library code and
+the options: ``stmask_d2.engine.benchmark_network``.
 
     python tools/benchmark_network_forward.py [--depth 50] [--fcb ada] [--iters 5] [--threads 2] [--device cpu]
 """
-import argparse
-import statistics
-import time
+import sys
 
-import torch
-from detectron2.config import get_cfg
-from detectron2.layers import ShapeSpec
-
-from stmask_d2.config import add_stmask_config
-from stmask_d2.modeling.backbone import build_stmask_resnet_fpn_backbone
-from stmask_d2.modeling.heads import build_prediction_head, build_protonet
-
-
-def _time(fn, iters, device):
-    ts = []
-    for _ in range(iters):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts), out
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--depth", type=int, default=50)
-    p.add_argument("--interval", type=int, default=2, help="MODEL.RESNETS.DEFORM_INTERVAL")
-    p.add_argument("--fcb", default="ada", choices=["none", "ada", "ali"])
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-
-    cfg = get_cfg()
-    add_stmask_config(cfg)
-    cfg.MODEL.RESNETS.DEPTH = args.depth
-    cfg.MODEL.RESNETS.DEFORM_INTERVAL = args.interval
-    cfg.MODEL.STMASK.FCB.MODE = args.fcb
-    dev = torch.device(args.device)
-    backbone = build_stmask_resnet_fpn_backbone(cfg, ShapeSpec(channels=3)).to(dev).eval()
-    shapes = backbone.output_shape()
-    feats_in = [shapes[f] for f in cfg.MODEL.STMASK.IN_FEATURES]
-    protonet = build_protonet(cfg, shapes[cfg.MODEL.STMASK.PROTONET.IN_FEATURE]).to(dev).eval()
-
-    x = torch.zeros(1, 3, 384, 640, device=dev)
-    x[:, :, :360] = torch.randn(1, 3, 360, 640, device=dev)  # 360x640 frame, zero-padded to 384x640
-    print(f"R{args.depth}-DCN (interval {args.interval}), FCB {args.fcb}, input 1x3x384x640, device {args.device}, "
-          f"threads {torch.get_num_threads()}, median of {args.iters}")
-    with torch.inference_mode():
-        _time(lambda: backbone(x), 1, args.device)  # warm-up
-        t_bb, feats = _time(lambda: backbone(x), args.iters, args.device)
-        levels = [feats[f] for f in cfg.MODEL.STMASK.IN_FEATURES]
-        t_proto, _ = _time(lambda: protonet(feats[cfg.MODEL.STMASK.PROTONET.IN_FEATURE]), args.iters, args.device)
-        print(f"  backbone+FPN      {1000 * t_bb:8.1f} ms")
-        print(f"  protonet          {1000 * t_proto:8.1f} ms")
-        t_heads = {}
-        for impl in ("separate", "grouped"):
-            cfg.MODEL.STMASK.HEAD.FCA_IMPL = impl
-            torch.manual_seed(0)
-            head = build_prediction_head(cfg, feats_in).to(dev).eval()
-            _time(lambda: head(levels), 1, args.device)
-            t_heads[impl], _ = _time(lambda: head(levels), args.iters, args.device)
-            print(f"  head ({impl:8s})  {1000 * t_heads[impl]:8.1f} ms")
-        best = min(t_heads, key=t_heads.get)
-        print(f"  total ({best})   {1000 * (t_bb + t_proto + t_heads[best]):8.1f} ms per frame")
-
+from stmask_d2.engine.benchmark_network import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

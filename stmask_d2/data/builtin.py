@@ -20,6 +20,7 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..utils.errors import ConfigError, MissingFileError
 from .frames import register_ytvis_frames
 from .ytvis import register_ytvis_instances
 
@@ -113,14 +114,20 @@ def add_register_ytvis_argument(parser):
 
 
 def register_ytvis_from_args(args):
-    """Register the datasets given by ``--register-ytvis``; returns the list of registered names."""
+    """Register the datasets given by ``--register-ytvis``; returns the list of registered names. Bad arguments
+    raise user errors (one line): :class:`~stmask_d2.utils.errors.MissingFileError` (a ``FileNotFoundError``) for a
+    missing file or folder, :class:`~stmask_d2.utils.errors.ConfigError` for a name already registered with other
+    files."""
     names = []
     for name, json_file, image_root in getattr(args, "register_ytvis", None) or []:
         if not os.path.isfile(json_file):
-            raise FileNotFoundError(f"--register-ytvis {name}: annotation file {json_file!r} does not exist.")
+            raise MissingFileError(f"--register-ytvis {name}: annotation file {json_file!r} does not exist.")
         if not os.path.isdir(image_root):
-            raise FileNotFoundError(f"--register-ytvis {name}: image root {image_root!r} is not a folder.")
-        register_ytvis_instances(name, {}, json_file, image_root)
+            raise MissingFileError(f"--register-ytvis {name}: image root {image_root!r} is not a folder.")
+        try:
+            register_ytvis_instances(name, {}, json_file, image_root)
+        except ValueError as e:  # the name is taken by another dataset
+            raise ConfigError(f"--register-ytvis {name}: {e}") from e
         names.append(name)
     return names
 

@@ -15,7 +15,8 @@ import argparse
 import logging
 import sys
 
-from .converters import (ConversionError, KITTI_MOTS_CLASSES, convert_coco_video, convert_davis,
+from ..utils.errors import run_cli
+from .converters import (KITTI_MOTS_CLASSES, convert_coco_video, convert_davis,
                          convert_instance_pngs, convert_mots, write_ytvis_json)
 
 __all__ = ["main", "get_parser"]
@@ -93,20 +94,20 @@ def convert(args):
     raise ValueError(f"unknown format {args.format!r}")
 
 
-def main(argv=None):
-    """Returns the exit code: 0, or 2 for a bad source (one line on stderr, nothing written)."""
+def _convert_cli(argv):
     args = get_parser().parse_args(argv)
-    try:
-        data = convert(args)
-        write_ytvis_json(data, args.output)
-    except (ConversionError, FileNotFoundError, OSError) as e:
-        print(f"convert: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    data = convert(args)
+    write_ytvis_json(data, args.output)
     n_masks = sum(1 for a in data["annotations"] for s in a["segmentations"] if s is not None)
     print(f"Wrote {args.output}: {len(data['videos'])} videos, {len(data['annotations'])} tracks, {n_masks} masks, "
           f"{len(data['categories'])} categories ({', '.join(c['name'] for c in data['categories'])})")
     print(f"Use it with: --register-ytvis {args.name} {args.output} {args.image_root}")
     return 0
+
+
+def main(argv=None):
+    """Returns the exit code: 0, or 2 for a bad source (one line on stderr, nothing written)."""
+    return run_cli(_convert_cli, argv, prog="convert")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,12 @@ Output (``out_dir``)::
 
 Python: ``make_synthetic_vis(out_dir, num_videos=8, ...) -> path of train.json``; the per-dataset statistics
 (occluded / null / blurred frame counts) are logged and written to ``json["info"]["stats"]``.
+
+Streaming (benchmarks, long-video memory): ``synthetic_video(num_frames, height, width, seed)`` yields the frames
+of one endless-style video of the same objects, one frame in memory at a time, nothing written; objects live for
+a limited number of frames and are replaced by new ones, so tracks start and end over the whole stream.
 """
+import argparse
 import json
 import logging
 import math
@@ -43,7 +48,9 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["make_synthetic_vis", "SHAPES", "uncompressed_rle"]
+from ..utils.errors import InputError
+
+__all__ = ["make_synthetic_vis", "synthetic_video", "SHAPES", "uncompressed_rle", "get_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,14 +240,15 @@ def make_synthetic_vis(out_dir, num_videos=8, num_frames=6, height=96, width=160
     ``info["stats"]``: ``instances``, ``masks``, ``occluded_masks`` (visible area smaller than the drawn shape),
     ``null_frames`` (instance-frames with a null segmentation), ``fully_occluded``, ``blurred_frames`` (+
     ``median_motion_px`` and the knob values in ``info["knobs"]`` when a knob is on). ``motion_scale``,
-    ``object_blur``, ``occluders`` and ``occluder_size``: see the module docstring.
+    ``object_blur``, ``occluders`` and ``occluder_size``: see the module docstring. Arguments out of range raise
+    :class:`~stmask_d2.utils.errors.InputError` (a ``ValueError``).
     """
     if not 1 <= num_categories <= len(SHAPES):
-        raise ValueError(f"num_categories must be in 1..{len(SHAPES)}, got {num_categories}")
+        raise InputError(f"num_categories must be in 1..{len(SHAPES)}, got {num_categories}")
     if max_instances < 1 or num_frames < 1 or num_videos < 1:
-        raise ValueError("num_videos, num_frames and max_instances must be >= 1")
+        raise InputError("num_videos, num_frames and max_instances must be >= 1")
     if motion_scale < 0 or object_blur < 0 or occluders < 0 or not 0 < occluder_size <= 1:
-        raise ValueError("motion_scale, object_blur and occluders must be >= 0 and occluder_size in (0, 1]")
+        raise InputError("motion_scale, object_blur and occluders must be >= 0 and occluder_size in (0, 1]")
     knobs_on = motion_scale != 1.0 or object_blur > 0 or occluders > 0
     motions = []
     t_start = time.perf_counter()
@@ -349,3 +357,74 @@ def make_synthetic_vis(out_dir, num_videos=8, num_frames=6, height=96, width=160
     logger.info(f"synthetic VIS: {num_videos} videos x {num_frames} frames ({height}x{width}) -> {json_path} in "
                 f"{time.perf_counter() - t_start:.2f}s; stats {stats}")
     return json_path
+
+
+def synthetic_video(num_frames, height, width, seed=0, num_objects=6, num_categories=len(SHAPES), motion_scale=1.0,
+                    lifetime=(12, 40)):
+    """Yield ``num_frames`` HxWx3 uint8 RGB frames of one synthetic video, generated on the fly (deterministic for
+    the arguments; one frame in memory at a time).
+
+    The objects and the background are those of :func:`make_synthetic_vis` (same shapes, textures, motion and
+    z-order), but the stream has no fixed length: ``num_objects`` slots each hold an object that lives a random
+    ``lifetime`` (frames, inclusive range; it may be born late, die early and enter or leave the frame, like in
+    the dataset) and is then replaced by a new one, so tracks keep starting and ending. An object's scale changes
+    over its life as over a 12-frame dataset video.
+    """
+    if num_frames < 0 or height < 1 or width < 1 or num_objects < 1:
+        raise InputError("synthetic_video needs num_frames >= 0, height, width and num_objects >= 1")
+    if not 1 <= num_categories <= len(SHAPES) or not 1 <= lifetime[0] <= lifetime[1]:
+        raise InputError(f"num_categories must be in 1..{len(SHAPES)} and lifetime an increasing pair >= 1")
+    rng = np.random.RandomState(seed)
+    bg = _background(rng, height, width)
+
+    def spawn(start):
+        life = int(rng.randint(lifetime[0], lifetime[1] + 1))
+        return _Object(rng, rng.randint(num_categories), height, width, life, motion_scale), start, life
+
+    slots = [spawn(0) for _ in range(num_objects)]
+    for t in range(num_frames):
+        frame = bg.copy()
+        for k, (o, start, life) in enumerate(slots):  # slot order = z-order
+            local = t - start
+            r = o.render(local * 12.0 / life, height, width) if o.birth <= local < o.death else None
+            if r is not None:
+                _, tex, (x0, y0, x1, y1), m = r
+                frame[y0:y1, x0:x1][m] = tex[m]
+            o.step(rng)
+            if local + 1 >= life:
+                slots[k] = spawn(t + 1)
+        yield frame
+
+
+def get_parser():
+    """The options of ``datasets/make_synthetic_vis.py`` (one per knob of :func:`make_synthetic_vis`)."""
+    p = argparse.ArgumentParser(description="Write the synthetic YouTube-VIS format dataset of moving textured shapes")
+    p.add_argument("--out", default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "synthetic_vis"))
+    p.add_argument("--videos", type=int, default=80)
+    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--categories", type=int, default=5, help=f"number of shape classes (1..{len(SHAPES)})")
+    p.add_argument("--instances", type=int, default=4, help="max objects per video")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--blur-prob", type=float, default=0.05, help="probability that a frame is motion-blurred")
+    p.add_argument("--motion-scale", type=float, default=1.0, help="multiplier of every object's speed")
+    p.add_argument("--object-blur", type=float, default=0.0,
+                   help="per-object motion blur along its velocity, as a fraction of its per-frame displacement")
+    p.add_argument("--occluders", type=int, default=0, help="unannotated occluding rectangles per video")
+    p.add_argument("--occluder-size", type=float, default=0.3, help="occluder side as a fraction of min(H, W)")
+    p.add_argument("--compressed-rle", action="store_true", help="write compressed RLE strings")
+    return p
+
+
+def main(argv=None):
+    """The command line of ``datasets/make_synthetic_vis.py``: prints the path of the JSON; returns 0."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = make_synthetic_vis(args.out, num_videos=args.videos, num_frames=args.frames, height=args.height,
+                              width=args.width, num_categories=args.categories, max_instances=args.instances,
+                              seed=args.seed, blur_prob=args.blur_prob, compressed_rle=args.compressed_rle,
+                              motion_scale=args.motion_scale, object_blur=args.object_blur,
+                              occluders=args.occluders, occluder_size=args.occluder_size)
+    print(path)
+    return 0

@@ -23,7 +23,9 @@ at 384x640) and the paper's numbers for it. The runner trains and evaluates ever
    beside it (markdown, also written to ``<out>/table.md`` and ``summary.json``); progress with an ETA after the
    first run.
 """
+import argparse
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +36,8 @@ import sys
 import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..utils.errors import InputError, run_cli
 
 __all__ = ["TABLES", "METRICS", "small_row_opts", "prepare_synthetic", "run_table", "format_table", "run_worker"]
 
@@ -119,10 +123,10 @@ def filter_init_checkpoint(src: str, dst: str, prefixes: Sequence[str] = RELEASE
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     model = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(model, dict):
-        raise ValueError(f"{src} holds no state dict (expected a Detectron2 checkpoint with a 'model' entry)")
+        raise InputError(f"{src} holds no state dict (expected a Detectron2 checkpoint with a 'model' entry)")
     kept = {k: v for k, v in model.items() if k.startswith(tuple(prefixes))}
     if not kept:
-        raise ValueError(f"{src}: no parameter starts with {list(prefixes)}; is it an STMask checkpoint?")
+        raise InputError(f"{src}: no parameter starts with {list(prefixes)}; is it an STMask checkpoint?")
     atomic_write(dst, lambda f: torch.save({"model": kept}, f))
     return dst
 
@@ -135,14 +139,10 @@ def _get(cfg, key):
 
 
 def load_cfg(path):
-    from detectron2.config import get_cfg
+    """The config of ``path`` (relative paths: to the repository root), unfrozen, without range checks."""
+    from .setup import get_stmask_cfg
 
-    from ..config import add_stmask_config
-
-    cfg = get_cfg()
-    add_stmask_config(cfg)
-    cfg.merge_from_file(path if os.path.isabs(path) else os.path.join(ROOT, path))
-    return cfg
+    return get_stmask_cfg(path if os.path.isabs(path) else os.path.join(ROOT, path), validate=False, freeze=False)
 
 
 def small_row_opts(table_rows: Sequence[dict], row: dict) -> List:
@@ -179,7 +179,7 @@ def prepare_synthetic(out_dir, num_videos=120, valid_videos=40, seed=0, **gen_kw
     train, valid = os.path.join(out_dir, "train_sub.json"), os.path.join(out_dir, "valid_sub.json")
     if not (os.path.isfile(stamp) and json.load(open(stamp)) == settings and os.path.isfile(valid)):
         if not 0 < valid_videos < num_videos:
-            raise ValueError(f"valid_videos must be in 1..{num_videos - 1}, got {valid_videos}")
+            raise InputError(f"valid_videos must be in 1..{num_videos - 1}, got {valid_videos}")
         json_file = make_synthetic_vis(out_dir, num_videos=num_videos, seed=seed, **gen_kwargs)
         # split_ytvis_json rounds the fraction up: ask for exactly valid_videos
         split_ytvis_json(json_file, out_dir=out_dir, valid_fraction=(valid_videos - 0.5) / num_videos, seed=seed)
@@ -284,6 +284,10 @@ def _done(spec):
     return m if m.get("spec_hash") == spec["hash"] else None
 
 
+class RunFailedError(RuntimeError):
+    """A (row, seed) run exited with an error; its log is ``<run folder>/stdout.txt``."""
+
+
 def _launch(spec, log=None):
     os.makedirs(spec["output_dir"], exist_ok=True)
     path = os.path.join(spec["output_dir"], "spec.json")
@@ -297,7 +301,7 @@ def _launch(spec, log=None):
                              stdout=out, stderr=subprocess.STDOUT)
     if rc != 0:
         tail = open(os.path.join(spec["output_dir"], "stdout.txt")).read().strip().splitlines()[-5:]
-        raise RuntimeError(f"run {spec['output_dir']} failed (exit {rc}): " + " | ".join(tail))
+        raise RunFailedError(f"run {spec['output_dir']} failed (exit {rc}): " + " | ".join(tail))
     return _done(spec)
 
 
@@ -370,17 +374,17 @@ def run_table(
             "<row> [name]" of the table, its runs in ``runs/<row>/seed<k>/variant_<name>``.
     """
     if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; choose one of {sorted(TABLES)}")
+        raise InputError(f"unknown table {table!r}; choose one of {sorted(TABLES)}")
     all_rows = TABLES[table]
     chosen = [r for r in all_rows if rows is None or r["name"] in rows]
     if rows is not None and len(chosen) != len(set(rows)):
         unknown = sorted(set(rows) - {r["name"] for r in all_rows})
-        raise ValueError(f"unknown rows {unknown} for {table}; its rows are {[r['name'] for r in all_rows]}")
+        raise InputError(f"unknown rows {unknown} for {table}; its rows are {[r['name'] for r in all_rows]}")
     for vname, vopts in eval_variants:
         if not _row_dir(vname or ""):
-            raise ValueError(f"an evaluation variant needs a name with letters or digits, got {vname!r}")
+            raise InputError(f"an evaluation variant needs a name with letters or digits, got {vname!r}")
         if len(vopts) % 2:
-            raise ValueError(f"evaluation variant {vname!r}: options must be KEY VALUE pairs, got {list(vopts)}")
+            raise InputError(f"evaluation variant {vname!r}: options must be KEY VALUE pairs, got {list(vopts)}")
     os.makedirs(out_dir, exist_ok=True)
     common = dict(train=train, test=test, register=[list(r) for r in (register or [])], threads=threads)
 
@@ -403,7 +407,7 @@ def run_table(
             print_fn(f"pretraining done in {time.perf_counter() - t0:.0f} s")
         init = _done(spec)["weights"]
     if init_keep not in ("released", "all"):
-        raise ValueError(f"init_keep must be 'released' or 'all', got {init_keep!r}")
+        raise InputError(f"init_keep must be 'released' or 'all', got {init_keep!r}")
     if init and init_keep == "released":
         filtered = os.path.join(out_dir, "init_released.pth")
         src_stamp = f"{os.path.abspath(init)} {os.path.getmtime(init)} {os.path.getsize(init)}"
@@ -462,6 +466,94 @@ def run_table(
                    "wall_s": time.perf_counter() - t_start, "rows": {r["name"]: results.get(r["name"], [])
                                                                      for r in shown}}, f, indent=1)
     return md
+
+
+def get_parser():
+    """The options of ``tools/ablation.py`` (its docstring has the command lines)."""
+    p = argparse.ArgumentParser(description="Run the rows of a paper ablation table for N seeds with one budget and "
+                                            "print mean +- std beside the paper's numbers (resumable)")
+    p.add_argument("--table", required=True, choices=sorted(TABLES))
+    p.add_argument("--rows", nargs="+", default=None, help="row names to run (default: all rows of the table)")
+    p.add_argument("--list-rows", action="store_true", help="print the table's rows and exit")
+    p.add_argument("--output", default=None, help="output folder (default output/ablation_<table>)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--iters", type=int, default=400, help="fine-tuning iterations per run")
+    p.add_argument("--pretrain-iters", type=int, default=0,
+                   help="frame-level pretraining on the training frames as images first (0: none)")
+    p.add_argument("--init", default=None, help="checkpoint every row (or the pretraining) starts from")
+    p.add_argument("--init-keep", choices=("released", "all"), default="released",
+                   help="what rows take from the init / pretrained weights: 'released' = backbone, FPN, ProtoNet and "
+                        "the head's upfeature conv, as the authors' init_weights (default); 'all' = every parameter "
+                        "whose shape matches")
+    p.add_argument("--eval-variant", nargs="+", action="append", default=[], metavar="NAME [KEY VALUE ...]",
+                   help="also evaluate every finished run (no training) with these options, shown as the row "
+                        "'<row> [NAME]'; repeatable, e.g. --eval-variant no-TF-at-test MODEL.STMASK.TF.ENABLED False")
+    d = p.add_argument_group("data: a registered train / test pair, or the synthetic generator")
+    d.add_argument("--train", default=None, help="registered training dataset")
+    d.add_argument("--test", default=None, help="registered held-out dataset")
+    d.add_argument("--register-ytvis", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_ROOT"), default=[])
+    d.add_argument("--synthetic", default=None, metavar="DIR", help="generate the synthetic data into DIR (once)")
+    d.add_argument("--videos", type=int, default=160)
+    d.add_argument("--valid-videos", type=int, default=40, help="held-out videos (>= 40 for the issue's protocol)")
+    d.add_argument("--frames", type=int, default=12)
+    d.add_argument("--height", type=int, default=128)
+    d.add_argument("--width", type=int, default=224)
+    d.add_argument("--data-seed", type=int, default=1)
+    d.add_argument("--motion-scale", type=float, default=2.0)
+    d.add_argument("--object-blur", type=float, default=0.5)
+    d.add_argument("--occluders", type=int, default=1)
+    m = p.add_argument_group("model")
+    m.add_argument("--base-config", default=SMALL_BASE, help="small base config the rows' keys are applied to")
+    m.add_argument("--full-configs", action="store_true", help="use the rows' real configs unchanged")
+    m.add_argument("--threads", type=int, default=2, help="torch threads per run (runs are sequential)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE pairs for every run")
+    return p
+
+
+def _data_args(args):
+    """(train, test, registrations, size opts) of the command line: a registered pair or the synthetic data."""
+    register = [tuple(r) for r in args.register_ytvis]
+    if args.synthetic:
+        register += prepare_synthetic(args.synthetic, num_videos=args.videos, valid_videos=args.valid_videos,
+                                      seed=args.data_seed, num_frames=args.frames, height=args.height,
+                                      width=args.width, motion_scale=args.motion_scale, object_blur=args.object_blur,
+                                      occluders=args.occluders)
+        size_opts = ["INPUT.MIN_SIZE_TRAIN", (args.height,), "INPUT.MAX_SIZE_TRAIN", args.width,
+                     "INPUT.MIN_SIZE_TEST", args.height, "INPUT.MAX_SIZE_TEST", args.width]
+        return register[-2][0], register[-1][0], register, size_opts
+    if args.train and args.test:
+        return args.train, args.test, register, []
+    raise InputError("give --synthetic DIR, or --train and --test (registered dataset names)")
+
+
+def _ablation_cli(argv):
+    args = get_parser().parse_args(argv)
+    if args.list_rows:
+        for r in TABLES[args.table]:
+            print(f"{r['name']!r:28} {r['config']}  paper {r['paper']}")
+        return 0
+    os.environ.setdefault("DETECTRON2_DATASETS", os.path.join(ROOT, "datasets"))
+    train, test, register, size_opts = _data_args(args)
+    if args.init and not os.path.isfile(args.init):
+        raise InputError(f"--init {args.init!r} does not exist")
+    try:
+        md = run_table(args.table, args.output or os.path.join("output", f"ablation_{args.table}"), train=train,
+                       test=test, register=register, seeds=args.seeds, iters=args.iters,
+                       pretrain_iters=args.pretrain_iters, init=args.init, rows=args.rows,
+                       base_config=args.base_config, full_configs=args.full_configs,
+                       opts=size_opts + list(args.opts), threads=args.threads, init_keep=args.init_keep,
+                       eval_variants=[(v[0], v[1:]) for v in args.eval_variant],
+                       print_fn=functools.partial(print, flush=True))
+    except RunFailedError as e:  # its log is in its folder; finished runs are kept (re-run resumes)
+        print(f"ablation.py: {e}", file=sys.stderr)
+        return 1
+    print(md)
+    return 0
+
+
+def main(argv=None):
+    """``tools/ablation.py``; returns the exit code (2: bad input, one line; 1: a run failed)."""
+    return run_cli(_ablation_cli, argv, prog="ablation.py")
 
 
 def _worker_main(argv):

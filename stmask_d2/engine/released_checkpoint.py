@@ -40,6 +40,7 @@ Parts without a counterpart here are recognised and reported as unusable instead
 single-conv head (``prediction_layers.0.{bbox,conf,mask}_layer.weight``, its anchors are not FCA anchors),
 ``semantic_seg_conv`` (training-only loss) and ``maskiou_net`` (Yolact++ mask re-scoring).
 """
+import argparse
 import logging
 import os
 import pickle
@@ -50,9 +51,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, run_cli
 
 __all__ = [
+    "main",
     "ConversionError",
     "Variant",
     "load_authors_checkpoint",
@@ -431,16 +433,11 @@ def released_config_path(name: str) -> str:
 
 def load_config(config_file: str):
     """A Detectron2 config with the STMask keys, merged from ``config_file`` (one-line error if absent)."""
-    from detectron2.config import get_cfg
-
-    from ..config import add_stmask_config
+    from .setup import get_stmask_cfg
 
     if not os.path.isfile(config_file):
         raise ConversionError(f"Config file '{config_file}' does not exist (see configs/released/).")
-    cfg = get_cfg()
-    add_stmask_config(cfg)
-    cfg.merge_from_file(config_file)
-    return cfg
+    return get_stmask_cfg(config_file, validate=False, freeze=False)
 
 
 def target_shapes(cfg) -> Dict[str, Tuple[int, ...]]:
@@ -554,6 +551,48 @@ def convert_checkpoint(in_path: str, out_path: str, config_file: Optional[str] =
             "stmask_config": os.path.relpath(config_file),
             "stmask_opts": opts,
         }
-        atomic_write(out_path, lambda f: torch.save(data, f))
+        try:
+            atomic_write(out_path, lambda f: torch.save(data, f))
+        except OSError as e:  # a folder that does not exist or is a file, no permission, disk full
+            raise ConversionError(f"cannot write OUT.pth {out_path!r} ({e.strerror or e}).") from e
     return {"variant": variant, "config": config_file, "opts": opts, "kept": kept, "dropped": dropped,
             "missing": missing, "exact": exact}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line (tools/convert_stmask_checkpoint.py)
+# ---------------------------------------------------------------------------------------------------------------
+def get_parser():
+    p = argparse.ArgumentParser(description="Convert a checkpoint released by the STMask authors (or a Yolact / "
+                                            "Yolact++ COCO checkpoint) into a Detectron2 checkpoint of stmask_d2.")
+    p.add_argument("input", metavar="IN.pth", help="checkpoint downloaded from the authors' links")
+    p.add_argument("output", metavar="OUT.pth", help="Detectron2 checkpoint to write (for MODEL.WEIGHTS)")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="config the output is for (default: the configs/released/ config of the detected variant); "
+                        "with it, parts that do not fit are left out with a warning (initialisation weights)")
+    return p
+
+
+def _convert_cli(argv):
+    import time
+
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="WARNING: %(message)s")
+    t0 = time.perf_counter()
+    if os.path.abspath(args.input) == os.path.abspath(args.output):
+        raise ConversionError("OUT.pth must differ from IN.pth (the authors' file is kept unchanged).")
+    res = convert_checkpoint(args.input, args.output, args.config)
+    cfg = os.path.relpath(res["config"])
+    status = "exact match" if res["exact"] else (
+        f"initialisation: {len(res['dropped'])} tensors left out, {len(res['missing'])} parameters not initialised")
+    print(f"{args.input}: {res['variant'].describe()} -> {args.output} ({len(res['kept'])} tensors, {status}, "
+          f"{time.perf_counter() - t0:.1f} s)")
+    opts = " ".join(res["opts"] + ["MODEL.WEIGHTS", args.output])
+    print(f"Use it with: --config-file {cfg} --opts {opts}")
+    return 0
+
+
+def main(argv=None):
+    """``tools/convert_stmask_checkpoint.py``; returns the exit code (2: a file that is not understood or cannot
+    be written, printed as one line naming the first unknown key; nothing is written)."""
+    return run_cli(_convert_cli, argv, prog="convert_stmask_checkpoint.py")

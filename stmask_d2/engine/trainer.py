@@ -1,20 +1,18 @@
-"""``STMaskTrainer`` (a Detectron2 ``DefaultTrainer``) and ``setup_cfg`` used by train_net.py and the tools."""
+"""``STMaskTrainer`` (a Detectron2 ``DefaultTrainer``) used by train_net.py and the tools; the config path
+(``build_cfg`` / ``setup_cfg``) is :mod:`stmask_d2.engine.setup`, re-exported here."""
 import itertools
 import json
 import logging
 import os
 import random
-import tempfile
 import weakref
 
 import numpy as np
 import torch
-import yaml
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog, build_detection_test_loader
 from detectron2.data import build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
-from detectron2.engine import DefaultTrainer, create_ddp_model, default_setup
+from detectron2.engine import DefaultTrainer, create_ddp_model
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
@@ -22,10 +20,9 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from ..config import add_stmask_config
-from ..config_check import validate_config
 from .checkpoint import AtomicDetectionCheckpointer
 from .errors import ConfigError
+from .setup import build_cfg, setup_cfg  # noqa: F401  (re-exported)
 from .train_loop import NonFiniteSkippingAMPTrainer, NonFiniteSkippingTrainer
 
 __all__ = ["STMaskTrainer", "setup_cfg", "build_cfg", "check_datasets", "is_video_dataset", "ResumableTrainingSampler"]
@@ -288,86 +285,6 @@ class STMaskTrainer(DefaultTrainer):
         return DatasetEvaluators([COCOEvaluator(dataset_name, output_dir=output_folder)])
 
 
-def _check_writable(folder):
-    """OUTPUT_DIR (or, when it does not exist yet, its nearest existing ancestor, so that nothing is created
-    before every check passed) accepts a new file."""
-    probe = os.path.abspath(folder)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    try:
-        if not os.path.isdir(probe):
-            raise NotADirectoryError(20, f"{probe!r} is not a folder")
-        fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=probe)
-        os.close(fd)
-        os.remove(tmp)
-    except OSError as e:
-        raise ConfigError(f"OUTPUT_DIR {folder!r} cannot be written ({e.strerror or e}).") from e
-
-
-def build_cfg(args, freeze=True, check=True):
-    """The config of ``args.config_file`` + ``args.opts`` with the STMask keys, after registering the
-    ``--register-ytvis`` datasets; no side effect on logging or seeds.
-
-    Bad input raises :class:`ConfigError` with one line: a missing config file, a misspelt key (named), a value of
-    the wrong type, an odd-length opts list, an unregistered dataset name and (``check``) a CUDA device on a
-    machine without one or an OUTPUT_DIR that cannot be written.
-    """
-    cfg = get_cfg()
-    add_stmask_config(cfg)
-    if getattr(args, "register_ytvis", None):
-        from ..data import register_ytvis_from_args
-
-        try:
-            register_ytvis_from_args(args)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(str(e)) from e
-    if args.config_file:
-        if not os.path.isfile(args.config_file):
-            raise ConfigError(f"Config file '{args.config_file}' does not exist (see configs/).")
-        try:
-            cfg.merge_from_file(args.config_file)
-        except (KeyError, ValueError, AssertionError, TypeError, OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{args.config_file}: {_config_msg(e)}") from e
-    try:
-        cfg.merge_from_list(list(args.opts or []))
-    except (KeyError, ValueError, AssertionError, TypeError) as e:
-        raise ConfigError(f"command line: {_config_msg(e)}") from e
-    if check:
-        _check_cfg(cfg, eval_only=getattr(args, "eval_only", False))
-        world = int(getattr(args, "num_gpus", 1) or 1) * int(getattr(args, "num_machines", 1) or 1)
-        if not getattr(args, "eval_only", False) and cfg.SOLVER.IMS_PER_BATCH % world != 0:
-            raise ConfigError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be divisible by the number of "
-                              f"processes ({world}).")
-    if freeze:
-        cfg.freeze()
-    return cfg
-
-
-def _config_msg(e):
-    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    msg = " ".join(str(msg).split())
-    if isinstance(e, KeyError) and "Non-existent" in msg:
-        msg += " (misspelt? every key is listed in stmask_d2/config.py and detectron2/config/defaults.py)"
-    return msg
-
-
-def _check_cfg(cfg, eval_only=False):
-    if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA device is available; add "
-                          f"'MODEL.DEVICE cpu' to the command line.")
-    keys = ([] if eval_only else [("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN]) + [
-        ("DATASETS.TEST", n) for n in cfg.DATASETS.TEST
-    ]
-    registered = set(DatasetCatalog.list())
-    for key, name in keys:
-        if name not in registered:
-            raise ConfigError(f"{key}: dataset {name!r} is not registered; register it with --register-ytvis "
-                              f"{name} JSON IMAGE_ROOT or use a predefined split (datasets/README.md).")
-    validate_config(cfg, training=not eval_only)
-    if cfg.OUTPUT_DIR and comm.is_main_process():
-        _check_writable(cfg.OUTPUT_DIR)
-
-
 def check_datasets(cfg, eval_only=False):
     """Parse the YouTube-VIS datasets a run is about to use (DATASETS.TEST, and DATASETS.TRAIN unless
     ``eval_only``): field types, sizes, RLE consistency; with ``DATASETS.CHECK_FILES`` also their frame files.
@@ -387,12 +304,3 @@ def check_datasets(cfg, eval_only=False):
             raise ConfigError(f"dataset {name!r}: {e}") from e
         if cfg.DATASETS.CHECK_FILES:
             check_ytvis_files(videos, name, cfg.INPUT.MAX_FRAME_PIXELS)
-
-
-def setup_cfg(args, freeze=True):
-    """:func:`build_cfg`, then Detectron2's ``default_setup`` (logging, seeds, config dump) and the stmask_d2
-    logger. Raises :class:`ConfigError` (one line) for bad config input, see :func:`build_cfg`."""
-    cfg = build_cfg(args, freeze=freeze)
-    default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="stmask_d2")
-    return cfg

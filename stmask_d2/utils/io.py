@@ -14,7 +14,7 @@ import socket
 import tempfile
 import threading
 
-__all__ = ["atomic_write", "temp_prefix", "remove_stale_temporaries", "install_sigterm_handler", "publish"]
+__all__ = ["atomic_write", "make_temp", "temp_prefix", "remove_stale_temporaries", "install_sigterm_handler", "publish"]
 
 _HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
 _TEMP_RE = re.compile(r"^\..*\.stmask-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
@@ -69,6 +69,18 @@ def publish(tmp, path):
     os.replace(tmp, path)
 
 
+def make_temp(path, suffix=".tmp", folder=False):
+    """Create the temporary (a file, or a folder with ``folder=True``) that will be published onto ``path``, in
+    the folder of ``path`` (which must exist); returns its path. ``suffix`` keeps an extension a writer needs
+    (OpenCV picks the container from it). Remove it on failure; :func:`publish` it on success."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if folder:
+        return tempfile.mkdtemp(prefix=temp_prefix(path), dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix, dir=parent)
+    os.close(fd)
+    return tmp
+
+
 def atomic_write(path, write_fn, mode="wb"):
     """Write ``path`` through ``write_fn(file_object)`` into a temporary file in the same folder, fsync, then
     rename it over ``path``; the temporary is removed if anything fails (SIGTERM too, once
@@ -80,11 +92,10 @@ def atomic_write(path, write_fn, mode="wb"):
         write_fn: callable receiving the open temporary file.
         mode: "wb" or "w".
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = make_temp(path)
     try:
-        with os.fdopen(fd, mode) as f:
+        with open(tmp, mode) as f:
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())

@@ -2,7 +2,7 @@
 mask PNGs.
 
     opts = OutputOptions(boxes=False, alpha=0.7, classes=["person"], output_masks="masks/")
-    keep_ids = opts.class_ids(metadata)                    # contiguous ids; ValueError names unknown classes
+    keep_ids = opts.class_ids(metadata)                    # contiguous ids; InputError names unknown classes
     vis = opts.visualizer(metadata)                        # a TrackVisualizer with the display flags
     inst = opts.select(instances, keep_ids)                # class filter (+ disjoint masks with output_masks)
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from detectron2.utils.visualizer import ColorMode
 
+from .errors import InputError
 from .visualizer import TrackVisualizer, track_color
 
 __all__ = ["OutputOptions", "exclusive_masks", "IndexedMaskWriter", "read_mask_png", "TRACKS_JSON"]
@@ -51,7 +52,7 @@ class OutputOptions:
 
     def __post_init__(self):
         if not 0.0 <= float(self.alpha) <= 1.0:
-            raise ValueError(f"--alpha must be in [0, 1], got {self.alpha}")
+            raise InputError(f"--alpha must be in [0, 1], got {self.alpha}")
 
     def visualizer(self, metadata):
         return TrackVisualizer(metadata, ColorMode.IMAGE_BW if self.bw_background else ColorMode.IMAGE,
@@ -59,18 +60,18 @@ class OutputOptions:
 
     def class_ids(self, metadata):
         """Contiguous ids of ``classes`` in ``metadata.thing_classes`` (None when no filter). A name matches
-        case-insensitively; an unknown one raises ``ValueError`` listing the known classes."""
+        case-insensitively; an unknown one raises ``InputError`` listing the known classes."""
         if not self.classes:
             return None
         names = list(getattr(metadata, "thing_classes", None) or [])
         if not names:
-            raise ValueError("--classes needs class names, but the model's dataset has none; pass DATASETS.TEST "
+            raise InputError("--classes needs class names, but the model's dataset has none; pass DATASETS.TEST "
                              "or --register-ytvis with the training JSON")
         lower = [n.lower() for n in names]
         ids = []
         for c in self.classes:
             if c.lower() not in lower:
-                raise ValueError(f"--classes: unknown class {c!r}; known: {', '.join(names)}")
+                raise InputError(f"--classes: unknown class {c!r}; known: {', '.join(names)}")
             ids.append(lower.index(c.lower()))
         return sorted(set(ids))
 
@@ -147,20 +148,20 @@ class IndexedMaskWriter:
     """One indexed PNG per frame in ``path`` + ``tracks.json``; written to a temporary folder, moved in by
     :meth:`commit`. ``names``: per-frame output names (their extension becomes .png), default ``%05d.png``.
 
-    Raises ``ValueError`` (one line) when ``path`` exists and is not a folder or its parent is missing / read-only.
+    Raises ``InputError`` (one line) when ``path`` exists and is not a folder or its parent is missing / read-only.
     """
 
     def __init__(self, path, names=None):
         self.path, self.names = path, names
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
-            raise ValueError(f"--output-masks {path!r}: folder {parent!r} does not exist")
+            raise InputError(f"--output-masks {path!r}: folder {parent!r} does not exist")
         if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"--output-masks {path!r} exists and is not a folder")
+            raise InputError(f"--output-masks {path!r} exists and is not a folder")
         try:
             self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.normpath(path)) + ".", dir=parent)
         except OSError as e:
-            raise ValueError(f"--output-masks {path!r} is not writable ({e.strerror or e})") from e
+            raise InputError(f"--output-masks {path!r} is not writable ({e.strerror or e})") from e
         self.written = []
 
     def frame_name(self, t):

@@ -6,23 +6,39 @@
   never holds more than one frame.
 * :func:`frames_from_folder_or_glob`: a folder of frames or a glob pattern -> :class:`ImageListSource`, sorted
   naturally (``2.jpg`` before ``10.jpg``).
+
+Writers (``write(frame_rgb, t)`` / ``commit(...)`` / ``abort()``), all atomic: they write into temporaries beside
+the target (:mod:`stmask_d2.utils.io`) that ``commit`` renames onto it and ``abort`` removes, so a failure leaves
+nothing half-written; an unusable target is an :class:`~stmask_d2.utils.errors.InputError` (one line) raised when
+the writer is created, before any work:
+
+* :class:`VideoSink`: an annotated video file (.mp4/.avi/.mkv/.mov/.m4v); :class:`FolderSink`: a folder of frames;
+  :func:`open_frame_sink` picks one from the target's extension;
+* :class:`JsonSink`: one JSON file (written by :func:`stmask_d2.utils.io.atomic_write`);
+* :func:`write_video`: a whole iterable of frames as a video file, in one call.
 """
 import glob
+import json
 import os
 import re
+import shutil
 
 import cv2
 import numpy as np
 
+from .errors import InputError, MissingFileError, UserError
+from .io import atomic_write, make_temp, publish, remove_stale_temporaries
+
 __all__ = ["FrameReadError", "ImageListSource", "VideoFileSource", "frames_from_folder_or_glob", "IMAGE_EXTENSIONS",
-           "check_image_pixels", "check_frame_size"]
+           "check_image_pixels", "check_frame_size", "VIDEO_EXTENSIONS", "VideoSink", "FolderSink", "JsonSink",
+           "open_frame_sink", "write_video"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _FORMATS = ("RGB", "BGR")
 
 
-class FrameReadError(OSError):
-    """A frame or video could not be read; the message names the file."""
+class FrameReadError(UserError, OSError):
+    """A frame or video could not be read; the message names the file (a user error: one line, exit code 2)."""
 
 
 def check_frame_size(height, width, max_pixels, what):
@@ -102,7 +118,7 @@ class VideoFileSource:
         self.path = path
         self.format = _check_format(format)
         if not isinstance(path, int) and not os.path.isfile(path):
-            raise FileNotFoundError(f"video file {path!r} does not exist")
+            raise MissingFileError(f"video file {path!r} does not exist")
         cap = self._open()
         w0, h0 = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         try:  # from the container's header, before a frame is decoded
@@ -170,11 +186,150 @@ def _natural_key(s):
 
 def frames_from_folder_or_glob(spec, format="RGB", max_pixels=0):
     """``spec``: a folder (its image files) or a glob pattern (e.g. "frames/*.png"). Returns an
-    :class:`ImageListSource` sorted naturally; raises ``FileNotFoundError`` when nothing matches."""
+    :class:`ImageListSource` sorted naturally; raises :class:`~stmask_d2.utils.errors.MissingFileError` (a
+    ``FileNotFoundError``) when nothing matches."""
     if os.path.isdir(spec):
         files = [os.path.join(spec, f) for f in os.listdir(spec) if f.lower().endswith(IMAGE_EXTENSIONS)]
     else:
         files = [f for f in glob.glob(os.path.expanduser(spec)) if os.path.isfile(f)]
     if not files:
-        raise FileNotFoundError(f"no image frames found for {spec!r} (a folder of images or a glob pattern)")
+        raise MissingFileError(f"no image frames found for {spec!r} (a folder of images or a glob pattern)")
     return ImageListSource(sorted(files, key=_natural_key), format, max_pixels=max_pixels)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writers: temporaries beside the target, renamed onto it by commit(), removed by abort()
+# ---------------------------------------------------------------------------------------------------------------
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
+_FOURCC = {".avi": "XVID", ".mkv": "XVID"}  # others: mp4v
+
+
+def _target(path, flag):
+    """How messages name the target: ``--output 'x.mp4'`` (a command-line flag) or ``'x.mp4'``."""
+    return f"{flag} {path!r}" if flag else repr(path)
+
+
+def _parent_dir(path, flag):
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{_target(path, flag)}: folder {parent!r} does not exist")
+    remove_stale_temporaries(parent)  # left by a killed run
+    return parent
+
+
+def _temp(path, flag, **kw):
+    try:
+        return make_temp(path, **kw)
+    except OSError as e:
+        raise InputError(f"{_target(path, flag)} is not writable ({e.strerror or e})") from e
+
+
+class VideoSink:
+    """Frames (HxWx3 uint8 RGB) to a video file through OpenCV; ``flag`` names the option in messages."""
+
+    def __init__(self, path, fps, width, height, flag="--output"):
+        self.path, self.writer = path, None
+        _parent_dir(path, flag)
+        if os.path.isdir(path):
+            raise InputError(f"{_target(path, flag)} is a folder; give a video file name or a folder without "
+                             f"extension")
+        ext = os.path.splitext(path)[1].lower()
+        self.tmp = _temp(path, flag, suffix=ext)  # the temporary keeps the extension: OpenCV picks the container
+        self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*_FOURCC.get(ext, "mp4v")), float(fps),
+                                      (width, height), True)
+        if not self.writer.isOpened():
+            self.abort()
+            if min(width, height) < 2:  # the encoders need frames of at least 2x2 pixels
+                raise InputError(f"{_target(path, flag)}: the frames are {width}x{height} pixels, too small to "
+                                 f"encode as a video (at least 2x2); give a folder ({flag or 'a path'} DIR) to write "
+                                 f"the frames instead")
+            raise InputError(f"{_target(path, flag)}: OpenCV cannot write {ext} videos here (try .avi or a folder)")
+
+    def write(self, frame_rgb, t):
+        self.writer.write(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+
+    def commit(self):
+        self.writer.release()
+        self.writer = None
+        publish(self.tmp, self.path)
+
+    def abort(self):
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+class FolderSink:
+    """Frames to a folder: written into a hidden temporary folder beside it, moved in at the end. ``names``: the
+    file name of each frame index (default ``%05d.jpg``)."""
+
+    def __init__(self, path, names=None, flag="--output"):
+        self.path, self.names, self.flag = path, names, flag
+        _parent_dir(path, flag)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise InputError(f"{_target(path, flag)} exists and is not a folder")
+        self.tmp = _temp(path, flag, folder=True)
+        self.written = []
+
+    def write(self, frame_rgb, t):
+        name = self.names[t] if self.names is not None else f"{t:05d}.jpg"
+        if not cv2.imwrite(os.path.join(self.tmp, name), cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)):
+            raise InputError(f"{_target(self.path, self.flag)}: cannot write frame {name!r}")
+        self.written.append(name)
+
+    def commit(self):
+        os.makedirs(self.path, exist_ok=True)
+        for name in self.written:
+            os.replace(os.path.join(self.tmp, name), os.path.join(self.path, name))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def abort(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def open_frame_sink(path, fps, width, height, names=None, flag="--output"):
+    """:class:`VideoSink` for a path ending in one of :data:`VIDEO_EXTENSIONS`, else :class:`FolderSink`."""
+    if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
+        return VideoSink(path, fps, width, height, flag)
+    return FolderSink(path, names, flag)
+
+
+class JsonSink:
+    """One JSON file, written at ``commit(obj)`` by :func:`~stmask_d2.utils.io.atomic_write`; the target is
+    checked (folder exists, writable, not a folder) when the sink is created."""
+
+    def __init__(self, path, flag="--output-json"):
+        self.path = path
+        _parent_dir(path, flag)
+        if os.path.isdir(path):
+            raise InputError(f"{_target(path, flag)} is a folder; give a file name")
+        os.remove(_temp(path, flag))  # writable: fail now, not after the video was processed
+
+    def commit(self, obj):
+        atomic_write(self.path, lambda f: json.dump(obj, f), mode="w")
+
+    def abort(self):
+        pass
+
+
+def write_video(path, frames_rgb, fps=6.0, flag=None):
+    """Write an iterable of equal-size HxWx3 uint8 RGB frames as the video ``path`` (its folder is created),
+    atomically through :class:`VideoSink`; returns the number of frames."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sink, n = None, 0
+    try:
+        for frame in frames_rgb:
+            if sink is None:
+                sink = VideoSink(path, fps, frame.shape[1], frame.shape[0], flag)
+            sink.write(frame, n)
+            n += 1
+        if sink is None:
+            raise InputError(f"{_target(path, flag)}: no frames to write")
+        sink.commit()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    return n

@@ -1,11 +1,13 @@
-"""Contact sheets (a grid of frames with captions, a title and a text panel) and atomic image / video writing."""
+"""Contact sheets (a grid of frames with captions, a title and a text panel) and atomic image writing (videos:
+:func:`stmask_d2.utils.video.write_video`, re-exported here)."""
 import os
-import tempfile
 
 import cv2
 import numpy as np
 
+from ..utils.errors import InputError
 from ..utils.io import atomic_write
+from ..utils.video import write_video  # noqa: F401  (re-exported)
 
 __all__ = ["make_contact_sheet", "sample_frames", "write_image", "write_video"]
 
@@ -77,36 +79,5 @@ def write_image(path, rgb, quality=92):
     params = [int(cv2.IMWRITE_JPEG_QUALITY), quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise ValueError(f"{path}: OpenCV cannot encode {ext} images")
+        raise InputError(f"{path}: OpenCV cannot encode {ext} images (use .png or .jpg)")
     atomic_write(path, lambda f: f.write(buf.tobytes()))
-
-
-def write_video(path, frames_rgb, fps=6.0):
-    """Write RGB frames (an iterable of equal-size arrays) as a video, atomically (temporary file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    ext = os.path.splitext(path)[1].lower()
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=ext, dir=folder)
-    os.close(fd)
-    writer = None
-    try:
-        for f in frames_rgb:
-            if writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*("XVID" if ext in (".avi", ".mkv") else "mp4v"))
-                writer = cv2.VideoWriter(tmp, fourcc, float(fps), (f.shape[1], f.shape[0]), True)
-                if not writer.isOpened():
-                    raise ValueError(f"{path}: OpenCV cannot write {ext} videos here (try .avi)")
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        if writer is None:
-            raise ValueError(f"{path}: no frames to write")
-        writer.release()
-        writer = None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
-            writer.release()
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -10,7 +10,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from ..utils.rle import decode_rle
-
+from ..utils.errors import InputError
 from ..utils.video import ImageListSource
 from ..utils.visualizer import TrackVisualizer
 from .contact_sheet import make_contact_sheet, sample_frames, write_image, write_video
@@ -51,12 +51,20 @@ def gt_instances(annotations, h, w):
 
 def _check_dataset(name):
     if name not in DatasetCatalog.list():
-        raise ValueError(f"--dataset {name!r} is not registered; use a predefined split (datasets/README.md) or "
+        raise InputError(f"--dataset {name!r} is not registered; use a predefined split (datasets/README.md) or "
                          f"--register-ytvis {name} JSON IMAGE_ROOT")
     videos = DatasetCatalog.get(name)
     if videos and "annotations" not in videos[0]:
-        raise ValueError(f"--dataset {name!r} has no annotations (a valid/test split?); nothing to draw")
+        raise InputError(f"--dataset {name!r} has no annotations (a valid/test split?); nothing to draw")
     return videos
+
+
+def make_output_dir(output_dir):
+    """Create ``output_dir`` (``--output``); one-line :class:`InputError` when it cannot be."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--output {output_dir!r} cannot be created ({e.strerror or e})") from e
 
 
 def visualize_dataset(dataset_name, output_dir, num_videos=None, video_out=False, max_frames=12, columns=4,
@@ -65,7 +73,7 @@ def visualize_dataset(dataset_name, output_dir, num_videos=None, video_out=False
 
     Writes ``<output_dir>/<video>.png`` (contact sheet of up to ``max_frames`` frames spread over the video, title
     with the video's id, size, length and tracks) and, with ``video_out``, ``<output_dir>/<video>.mp4`` (every
-    frame). Raises ``ValueError`` for an unknown dataset or one without annotations.
+    frame). Raises ``InputError`` (a user error, one line) for an unknown dataset or one without annotations.
     """
     videos = _check_dataset(dataset_name)
     meta = MetadataCatalog.get(dataset_name)
@@ -73,7 +81,7 @@ def visualize_dataset(dataset_name, output_dir, num_videos=None, video_out=False
     classes = list(getattr(meta, "thing_classes", None) or [])
     if num_videos is not None and num_videos > 0:
         videos = videos[:num_videos]
-    os.makedirs(output_dir, exist_ok=True)
+    make_output_dir(output_dir)
     written = []
     for video in tqdm.tqdm(videos, desc=f"drawing {dataset_name}", unit="video"):
         h, w, T = video["height"], video["width"], video["length"]
@@ -83,7 +91,7 @@ def visualize_dataset(dataset_name, output_dir, num_videos=None, video_out=False
         def drawn(t):
             frame = src[t]
             if frame.shape[:2] != (h, w):
-                raise ValueError(f"{video['file_names'][t]}: frame is {frame.shape[0]}x{frame.shape[1]} but the "
+                raise InputError(f"{video['file_names'][t]}: frame is {frame.shape[0]}x{frame.shape[1]} but the "
                                  f"annotation file says {h}x{w}")
             return vis.draw_frame(frame, gt_instances(video["annotations"][t], h, w))
 

@@ -15,12 +15,13 @@ from detectron2.data import MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
 from ..evaluation.ytvis_eval import YTVISResults, evaluate_ytvis, load_ytvis_gt, load_ytvis_results, video_iou_matrix
+from ..utils.errors import InputError
 from ..utils.io import atomic_write
 from ..utils.rle import to_rle
 from ..utils.video import ImageListSource
 from ..utils.visualizer import TrackVisualizer
 from .contact_sheet import make_contact_sheet, sample_frames, write_image
-from .data import _check_dataset, gt_instances, vis_color, video_name
+from .data import _check_dataset, gt_instances, make_output_dir, vis_color, video_name
 
 __all__ = ["per_video_report", "visualize_results", "REPORT_JSON"]
 
@@ -112,14 +113,14 @@ def visualize_results(results_file, dataset_name, output_dir, num_videos=None, s
     with score >= ``score_thresh`` are drawn, at most ``max_tracks`` per video; a prediction whose best GT has video
     IoU >= 0.5 is drawn in that GT's colour. Returns the list of written files.
 
-    Raises ``ValueError`` (one line) for an unknown dataset, a dataset that is not a YouTube-VIS JSON with
+    Raises ``InputError`` (a user error, one line) for an unknown dataset, a dataset that is not a YouTube-VIS JSON with
     annotations, or unusable results (``YTVISEvalError``).
     """
     videos = _check_dataset(dataset_name)
     meta = MetadataCatalog.get(dataset_name)
     json_file = getattr(meta, "json_file", None)
     if not json_file:
-        raise ValueError(f"--dataset {dataset_name!r} has no json_file in its metadata (register it with "
+        raise InputError(f"--dataset {dataset_name!r} has no json_file in its metadata (register it with "
                          f"--register-ytvis)")
     gt = load_ytvis_gt(json_file)
     results = load_ytvis_results(results_file, gt)
@@ -132,7 +133,7 @@ def visualize_results(results_file, dataset_name, output_dir, num_videos=None, s
     vids = [vid for vid in gt.video_ids if vid in by_id]
     if num_videos is not None and num_videos > 0:
         vids = vids[:num_videos]
-    os.makedirs(output_dir, exist_ok=True)
+    make_output_dir(output_dir)
     written = []
     for vid in tqdm.tqdm(vids, desc="drawing results", unit="video"):
         video, rep = by_id[vid], report[vid]

@@ -17,6 +17,7 @@ import tqdm
 
 from ...utils.json_io import parse_json_bytes
 from ...utils.rle import rle_to_json
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, natural_key
 
 __all__ = ["convert_coco_video", "TRACK_ID_KEYS"]
@@ -89,7 +90,7 @@ def convert_coco_video(json_file, image_root, check_images=True):
 def _read_coco(json_file):
     """The COCO dict of ``json_file``, with its "images", "annotations" and "categories" lists checked."""
     if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"{json_file}: COCO annotation file does not exist")
+        raise MissingFileError(f"{json_file}: COCO annotation file does not exist")
     with open(json_file, "rb") as f:
         data = parse_json_bytes(f.read(), json_file, ConversionError)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \

@@ -20,6 +20,7 @@ import re
 
 import pycocotools.mask as mask_util
 
+from ...utils.errors import UserError
 from ...utils.io import atomic_write
 from ...utils.rle import rle_runs
 from ...utils.rle import encode_mask, to_rle
@@ -32,8 +33,9 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ConversionError(ValueError):
-    """A malformed source; the message is one line naming the file, the line / frame and what is wrong."""
+class ConversionError(UserError, ValueError):
+    """A malformed source; the message is one line naming the file, the line / frame and what is wrong (a user
+    error: one line, exit code 2)."""
 
 
 def natural_key(s):
@@ -185,5 +187,9 @@ class YTVISBuilder:
 
 
 def write_ytvis_json(data, path):
-    """Write ``data`` to ``path`` atomically (temporary file + rename)."""
-    atomic_write(path, lambda f: json.dump(data, f), mode="w")
+    """Write ``data`` to ``path`` atomically (temporary file + rename); an unwritable ``path`` is a
+    :class:`ConversionError` (one line)."""
+    try:
+        atomic_write(path, lambda f: json.dump(data, f), mode="w")
+    except OSError as e:
+        raise ConversionError(f"--output {path!r} cannot be written ({e.strerror or e})") from e

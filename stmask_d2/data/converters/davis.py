@@ -15,6 +15,7 @@ import numpy as np
 import tqdm
 
 from ...utils.json_io import parse_json_bytes
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, image_size, list_frames, natural_key, rle_from_mask
 
 __all__ = ["convert_davis", "read_index_png", "category_list"]
@@ -73,7 +74,7 @@ def convert_davis(annotations_root, image_root, sequences=None, semantics=None, 
     """
     for p, what in ((annotations_root, "annotations folder"), (image_root, "image root")):
         if not os.path.isdir(p):
-            raise FileNotFoundError(f"{p}: DAVIS {what} does not exist")
+            raise MissingFileError(f"{p}: DAVIS {what} does not exist")
     semantics = _load_semantics(semantics)
     if sequences is None:
         sequences = sorted((d for d in os.listdir(annotations_root)
@@ -107,7 +108,7 @@ def _load_semantics(semantics):
     if not isinstance(semantics, (str, os.PathLike)):
         return semantics
     if not os.path.isfile(semantics):
-        raise FileNotFoundError(f"{semantics}: semantics file does not exist")
+        raise MissingFileError(f"{semantics}: semantics file does not exist")
     with open(semantics, "rb") as f:
         semantics = parse_json_bytes(f.read(), semantics, ConversionError)
     if not isinstance(semantics, dict):

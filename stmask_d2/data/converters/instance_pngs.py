@@ -15,6 +15,7 @@ import re
 import numpy as np
 import tqdm
 
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, image_size, list_frames, natural_key, rle_from_mask
 from .davis import category_list
 
@@ -60,7 +61,7 @@ def convert_instance_pngs(masks_root, image_root, class_name="object", categorie
     """
     for p, what in ((masks_root, "masks folder"), (image_root, "image root")):
         if not os.path.isdir(p):
-            raise FileNotFoundError(f"{p}: {what} does not exist")
+            raise MissingFileError(f"{p}: {what} does not exist")
     video_names = sorted((d for d in os.listdir(masks_root) if os.path.isdir(os.path.join(masks_root, d))),
                          key=natural_key)
     if not video_names:

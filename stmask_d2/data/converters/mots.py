@@ -19,6 +19,7 @@ import re
 
 import tqdm
 
+from ...utils.errors import MissingFileError
 from .common import ConversionError, YTVISBuilder, check_rle_string, image_size, list_frames, natural_key
 
 __all__ = ["convert_mots", "KITTI_MOTS_CLASSES", "sequence_name", "sequence_frame_dir"]
@@ -89,7 +90,7 @@ def _text_files(txt_files):
         elif os.path.isfile(p):
             files.append(p)
         else:
-            raise FileNotFoundError(f"{p}: MOTS text file does not exist")
+            raise MissingFileError(f"{p}: MOTS text file does not exist")
     return files
 
 

@@ -1,4 +1,5 @@
-"""Streaming video predictor for the demo: builds STMask, loads its weights and tracks a video frame by frame.
+"""Streaming video predictor (the video counterpart of Detectron2's ``DefaultPredictor``, used by the demo):
+builds STMask, loads its weights and tracks a video frame by frame.
 
     predictor = VideoPredictor(cfg)
     results = predictor.results_builder(video_id=1)
@@ -7,7 +8,8 @@
     ytvis_entries = results.entries()                            # YouTube-VIS results list for the video
 
 Memory stays flat with video length: one frame is in flight at a time and the results keep compact RLEs only
-(aggregated by :class:`stmask_d2.tracking.VideoResults`, the same code the evaluator path uses).
+(aggregated by :class:`stmask_d2.tracking.VideoResults` and written by the evaluator's
+:func:`~stmask_d2.evaluation.evaluator.instances_to_ytvis_results`, the same code the evaluation path uses).
 """
 import json
 import logging
@@ -18,12 +20,14 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
-import stmask_d2
-from stmask_d2.engine import AtomicDetectionCheckpointer
-from stmask_d2.layers import encode_masks_rle
-from stmask_d2.tracking import VideoResults
+from .. import register_all
+from ..evaluation.evaluator import instances_to_ytvis_results
+from ..layers import encode_masks_rle
+from ..tracking import VideoResults
+from ..utils.errors import ConfigError
+from .checkpoint import AtomicDetectionCheckpointer
 
-stmask_d2.register_all()  # the model parts and the builtin dataset splits
+register_all()  # the model parts and the builtin dataset splits
 
 __all__ = ["VideoPredictor", "YTVISResultsBuilder", "video_metadata"]
 
@@ -64,7 +68,8 @@ class YTVISResultsBuilder:
 
     Each frame's masks are RLE-encoded at once and only the RLEs are kept. ``category_id`` is the dataset id
     (``metadata.thing_dataset_id_to_contiguous_id`` inverted) when the metadata has the mapping, else
-    contiguous + 1 (the YouTube-VIS convention of ids starting at 1).
+    contiguous + 1 (the YouTube-VIS convention of ids starting at 1). The entries are written by the evaluator's
+    :func:`~stmask_d2.evaluation.evaluator.instances_to_ytvis_results`.
     """
 
     def __init__(self, video_id=1, metadata=None, score_thresh=0.0, max_tracks=0, order="score"):
@@ -101,15 +106,10 @@ class YTVISResultsBuilder:
     def entries(self):
         """YouTube-VIS results list: ``[{"video_id", "score", "category_id", "segmentations"}, ...]`` with one RLE
         or None per frame (``len(segmentations) == number of frames added``)."""
-        return [
-            {
-                "video_id": self.video_id,
-                "score": tr["score"],
-                "category_id": self.dataset_category(tr["category_id"]),
-                "segmentations": tr["segmentations"],
-            }
-            for tr in self._acc.finalize(self.length, self.max_tracks, self.order)
-        ]
+        tracks = self._acc.finalize(self.length, self.max_tracks, self.order)
+        id_map = {int(tr["category_id"]): self.dataset_category(tr["category_id"]) for tr in tracks}
+        output = {"video_id": self.video_id, "length": self.length, "tracks": tracks}
+        return instances_to_ytvis_results(output, id_map, keep_order=True)  # already cut and ordered
 
 
 class VideoPredictor:
@@ -122,8 +122,9 @@ class VideoPredictor:
     time when encoded or drawn, so memory does not grow with frame size x number of tracks); set
     ``lazy_masks = False`` for (N, height, width) bool tensors.
 
-    Raises ``FileNotFoundError`` / ``RuntimeError`` with a one-line message for a missing / corrupt weights file,
-    ``ExportError`` (a ``ValueError``) for an unusable ``exported`` file.
+    Raises ``MissingWeightsError`` / ``CheckpointError`` (user errors, one line) for a missing / corrupt weights
+    file, ``ExportError`` for an unusable ``exported`` file and ``ConfigError`` for an INPUT.FORMAT other than
+    RGB / BGR.
     """
 
     def __init__(self, cfg, exported=None):
@@ -133,7 +134,7 @@ class VideoPredictor:
         self.model = build_model(self.cfg)
         self.model.eval()
         if exported:
-            from stmask_d2.export import ExportedNetwork, attach_exported
+            from ..export import ExportedNetwork, attach_exported
 
             attach_exported(self.model, ExportedNetwork(exported))
             logger.info(f"Running the exported frame network {exported} ({self.model.exported.kind}).")
@@ -145,7 +146,7 @@ class VideoPredictor:
         self.input_format = self.cfg.INPUT.FORMAT
         self.lazy_masks = True
         if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be RGB or BGR for the video predictor, got {self.input_format}.")
+            raise ConfigError(f"INPUT.FORMAT must be RGB or BGR for the video predictor, got {self.input_format}.")
 
     def results_builder(self, video_id=1, score_thresh=0.0):
         return YTVISResultsBuilder(video_id, self.metadata, score_thresh,
