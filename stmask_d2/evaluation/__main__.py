@@ -8,8 +8,10 @@ import json
 import logging
 import sys
 
+from ..utils.errors import run_cli
 
-def main(argv=None):
+
+def _evaluate(argv):
     parser = argparse.ArgumentParser(
         prog="python -m stmask_d2.evaluation",
         description="Official YouTube-VIS video mask AP/AR (and optionally HOTA) of a results file.",
@@ -24,22 +26,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s: %(message)s")
 
-    from .ytvis_eval import YTVISEvalError, evaluate_ytvis, load_ytvis_gt, load_ytvis_results
+    from .ytvis_eval import evaluate_ytvis, load_ytvis_gt, load_ytvis_results
 
-    try:
-        gt = load_ytvis_gt(args.gt)
-        res = load_ytvis_results(args.results, gt, lenient=args.lenient)
-        out = dict(evaluate_ytvis(gt, res))
-        if args.hota:
-            from .hota import compute_hota
+    gt = load_ytvis_gt(args.gt)
+    res = load_ytvis_results(args.results, gt, lenient=args.lenient)
+    out = dict(evaluate_ytvis(gt, res))
+    if args.hota:
+        from .hota import compute_hota
 
-            out.update(compute_hota(gt, res))
-    except (YTVISEvalError, OSError) as e:
-        msg = " ".join(str(e).split())
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+        out.update(compute_hota(gt, res))
     print(json.dumps({k: float(v) for k, v in out.items()}))
     return 0
+
+
+def main(argv=None):
+    """The command line; input errors (YTVISEvalError) give one line ``error: ...`` and exit code 2."""
+    return run_cli(_evaluate, argv)
 
 
 if __name__ == "__main__":
