@@ -11,7 +11,6 @@ Memory stays flat with video length: one frame is in flight at a time and the re
 (aggregated by :class:`stmask_d2.tracking.VideoResults` and written by the evaluator's
 :func:`~stmask_d2.evaluation.evaluator.instances_to_ytvis_results`, the same code the evaluation path uses).
 """
-import json
 import logging
 import os
 
@@ -20,6 +19,8 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
+from ..utils.categories import contiguous_to_dataset_id, dataset_category_id, dataset_to_contiguous_id
+from ..utils.json_io import read_json
 from .. import register_all
 from ..evaluation.evaluator import instances_to_ytvis_results
 from ..layers import encode_masks_rle
@@ -46,14 +47,14 @@ def video_metadata(cfg):
         json_file = getattr(meta, "json_file", None)
         if json_file and os.path.isfile(json_file):
             try:
-                with open(json_file) as f:
-                    cats = sorted(json.load(f).get("categories") or [], key=lambda c: c["id"])
+                cats = sorted(read_json(json_file, "YouTube-VIS annotation").get("categories") or [],
+                              key=lambda c: c["id"])
+                id_map = dataset_to_contiguous_id(cats)
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 logger.warning(f"Could not read the categories of {json_file} ({e}); labels show class indices.")
                 cats = []
             if cats:
-                meta.set(thing_classes=[c["name"] for c in cats],
-                         thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
+                meta.set(thing_classes=[c["name"] for c in cats], thing_dataset_id_to_contiguous_id=id_map)
     classes = getattr(meta, "thing_classes", None)
     if classes is not None and len(classes) != cfg.MODEL.STMASK.NUM_CLASSES:
         logger.warning(
@@ -77,8 +78,7 @@ class YTVISResultsBuilder:
         self.score_thresh = float(score_thresh)
         self.max_tracks = max_tracks
         self.order = order
-        id_map = getattr(metadata, "thing_dataset_id_to_contiguous_id", None) if metadata is not None else None
-        self._to_dataset_id = {int(v): int(k) for k, v in id_map.items()} if id_map else None
+        self._to_dataset_id = contiguous_to_dataset_id(metadata)
         self._acc = VideoResults()
         self.length = 0
 
@@ -94,9 +94,8 @@ class YTVISResultsBuilder:
         self._acc.add_frame(t, instances.track_ids, instances.scores, instances.pred_classes, rles)
 
     def dataset_category(self, contiguous_id):
-        if self._to_dataset_id is None:
-            return int(contiguous_id) + 1
-        return self._to_dataset_id[int(contiguous_id)]
+        """The dataset category id of a contiguous class index (``utils.categories.dataset_category_id``)."""
+        return dataset_category_id(contiguous_id, self._to_dataset_id)
 
     def tracks(self, max_tracks=None):
         """Video-level tracks with their ids so far: ``VideoResults.finalize`` entries (``track_id``, ``score``,
