@@ -154,7 +154,7 @@ def _get(cfg, key):
 def validate_config(cfg, training=True):
     """Check every key of :data:`NUMERIC_RANGES` present in ``cfg`` and a few relations between keys; raise
     ``ConfigError`` with one line for the first problem. ``training=False`` skips the solver keys."""
-    from .engine.errors import ConfigError
+    from .utils.errors import ConfigError
 
     for key, r in NUMERIC_RANGES.items():
         if not training and key.startswith(("SOLVER.", "DATALOADER.REPEAT")):
