@@ -130,3 +130,12 @@ def test_filter_init_checkpoint(tmp_path):
         assert "no parameter starts with" in str(e) and not os.path.exists(tmp_path / "none.pth")
     else:
         raise AssertionError("a checkpoint without backbone parameters was accepted")
+
+
+def test_cli_opts_after_eval_variant():
+    from stmask_d2.engine.ablation import cli_opts, get_parser
+
+    args = get_parser().parse_args(["--table", "table4", "--eval-variant", "v", "K1", "1", "--", "K2", "2"])
+    assert args.eval_variant == [["v", "K1", "1"]] and cli_opts(args) == ["K2", "2"]
+    args = get_parser().parse_args(["--table", "table4", "K2", "2"])
+    assert args.eval_variant == [] and cli_opts(args) == ["K2", "2"]

@@ -11,7 +11,7 @@ Synthetic data (generated once; small-model variants of the rows on the small sy
 Inference-time experiments on finished runs (evaluation only, e.g. a TF model evaluated without TF)::
 
     python tools/ablation.py --table table4 --rows "+FCA +FCB(ada) +TF" ...same data flags... \\
-        --eval-variant no-TF-at-test MODEL.STMASK.TF.ENABLED False
+        --eval-variant no-TF-at-test MODEL.STMASK.TF.ENABLED False [-- KEY VALUE ... of the runs]
 
 Any registered dataset pair (``--register-ytvis NAME JSON ROOT`` for your own)::
 

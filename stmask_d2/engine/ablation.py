@@ -509,8 +509,15 @@ def get_parser():
     m.add_argument("--base-config", default=SMALL_BASE, help="small base config the rows' keys are applied to")
     m.add_argument("--full-configs", action="store_true", help="use the rows' real configs unchanged")
     m.add_argument("--threads", type=int, default=2, help="torch threads per run (runs are sequential)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE pairs for every run")
+    p.add_argument("opts", nargs=argparse.REMAINDER,
+                   help="extra KEY VALUE pairs for every run (after '--' when --eval-variant comes before them)")
     return p
+
+
+def cli_opts(args) -> List:
+    """The KEY VALUE list of the command line (a leading '--', which ends an --eval-variant list, dropped)."""
+    opts = list(args.opts)
+    return opts[1:] if opts[:1] == ["--"] else opts
 
 
 def _data_args(args):
@@ -544,7 +551,7 @@ def _ablation_cli(argv):
                        test=test, register=register, seeds=args.seeds, iters=args.iters,
                        pretrain_iters=args.pretrain_iters, init=args.init, rows=args.rows,
                        base_config=args.base_config, full_configs=args.full_configs,
-                       opts=size_opts + list(args.opts), threads=args.threads, init_keep=args.init_keep,
+                       opts=size_opts + cli_opts(args), threads=args.threads, init_keep=args.init_keep,
                        eval_variants=[(v[0], v[1:]) for v in args.eval_variant],
                        print_fn=functools.partial(print, flush=True))
     except RunFailedError as e:  # its log is in its folder; finished runs are kept (re-run resumes)
