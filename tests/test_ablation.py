@@ -37,6 +37,15 @@ def test_format_table_mean_std_and_paper():
     assert "| baseline +TF | 0 | — |" in md
 
 
+def test_format_table_paired_delta():
+    rows = [dict(name="a", paper={}), dict(name="b", paper={}), dict(name="b [v]", paper={})]
+    res = {"a": [{"AP": 10.0}, {"AP": 2.0}], "b": [{"AP": 12.0}, {"AP": 5.0}], "b [v]": [{"AP": 11.0}, {"AP": 5.0}]}
+    md = format_table("t", rows, res).splitlines()
+    assert md[4].endswith("| — |")  # the first row has no reference
+    assert md[5].endswith("| +2.5 ± 0.7 (a) |")  # per-seed gains +2 and +3
+    assert md[6].endswith("| -0.5 ± 0.7 (b) |")  # a variant against its own row
+
+
 def test_tiny_table_end_to_end_and_resume(tmp_path):
     reg = prepare_synthetic(str(tmp_path / "data"), num_videos=5, valid_videos=2, seed=1, num_frames=3, height=64,
                             width=96, motion_scale=2.0, object_blur=0.5, occluders=1)

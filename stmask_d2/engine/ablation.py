@@ -320,10 +320,23 @@ def _mean_std(values):
     return mean, std
 
 
+def _paired_delta(runs, ref_runs, metric="AP"):
+    """Mean ± std over seeds of run[k] - ref[k] (runs of the same seeds in the same order), or None."""
+    if not runs or len(runs) != len(ref_runs):
+        return None
+    diffs = [a.get(metric) - b.get(metric) for a, b in zip(runs, ref_runs)
+             if a.get(metric) is not None and b.get(metric) is not None]
+    return _mean_std(diffs) if len(diffs) == len(runs) else None
+
+
 def format_table(title, rows: List[dict], results: Dict[str, List[dict]]) -> str:
-    """Markdown table: per row mean ± std over seeds of METRICS, then the paper's AP / AP50 / AP75."""
-    head = ["row", "seeds"] + list(METRICS) + ["paper AP", "paper AP50", "paper AP75"]
+    """Markdown table: per row mean ± std over seeds of METRICS, the paper's AP / AP50 / AP75, and the paired AP
+    gain over the reference row (the row above; for an evaluation variant "<row> [name]", its row): the mean ± std
+    over seeds of the per-seed difference, seed k against seed k (same data order, same initial weights of the
+    shared parts), which is far less noisy than comparing two means."""
+    head = ["row", "seeds"] + list(METRICS) + ["paper AP", "paper AP50", "paper AP75", "paired ΔAP (vs)"]
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    prev = None
     for row in rows:
         runs = results.get(row["name"], [])
         cells = [row["name"], str(len(runs))]
@@ -333,6 +346,12 @@ def format_table(title, rows: List[dict], results: Dict[str, List[dict]]) -> str
         for m in ("AP", "AP50", "AP75"):
             v = row.get("paper", {}).get(m)
             cells.append("—" if v is None else f"{v:.1f}")
+        is_variant = row["name"].endswith("]") and " [" in row["name"]
+        ref = row["name"].rsplit(" [", 1)[0] if is_variant else prev
+        delta = _paired_delta(runs, results.get(ref, [])) if ref else None
+        cells.append("—" if delta is None or delta[0] is None else f"{delta[0]:+.1f} ± {delta[1]:.1f} ({ref})")
+        if not is_variant:
+            prev = row["name"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
