@@ -2,10 +2,7 @@
 frame-level pretraining, one iteration per run), resumability, the markdown table and bad input."""
 import json
 import os
-import subprocess
-import sys
 
-from _tiny_setup import subprocess_env
 
 from stmask_d2.engine.ablation import TABLES, format_table, load_cfg, prepare_synthetic, run_table, small_row_opts
 
@@ -79,16 +76,16 @@ def test_tiny_table_end_to_end_and_resume(tmp_path):
     assert sum("done before" in ln for ln in lines) == 4 and not any("pretraining" in ln for ln in lines)
 
 
-def test_cli_bad_input(tmp_path):
-    def cli(*a):
-        return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "ablation.py"), *a], cwd=ROOT,
-                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
+def test_cli_bad_input(tmp_path, capsys):
+    """In-process (``main`` returns the exit code); the script itself is checked by tests/test_readme_commands."""
+    from stmask_d2.engine.ablation import main
 
-    r = cli("--table", "table4", "--output", str(tmp_path))
-    assert r.returncode == 2 and "--synthetic DIR, or --train and --test" in r.stderr
-    r = cli("--table", "table4", "--train", "a", "--test", "b", "--rows", "nope", "--output", str(tmp_path))
-    assert r.returncode == 2 and "unknown rows ['nope']" in r.stderr
-    assert cli("--table", "table1", "--list-rows").stdout.count("configs/ablations/") == 3
+    assert main(["--table", "table4", "--output", str(tmp_path)]) == 2
+    assert "--synthetic DIR, or --train and --test" in capsys.readouterr().err
+    assert main(["--table", "table4", "--train", "a", "--test", "b", "--rows", "nope", "--output", str(tmp_path)]) == 2
+    assert "unknown rows ['nope']" in capsys.readouterr().err
+    assert main(["--table", "table1", "--list-rows"]) == 0
+    assert capsys.readouterr().out.count("configs/ablations/") == 3
 
 
 def test_eval_variants_evaluate_finished_runs_without_training(tmp_path):
