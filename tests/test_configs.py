@@ -66,17 +66,23 @@ def _instances(num_classes, shift):
     return inst
 
 
-def run_config(path):
-    """Build the model of ``path``; one training step on a 64x96 frame pair; one 2-frame video inference."""
-    cfg = tiny_cfg(path)
+def _train_step(cfg):
+    """Build the model of ``cfg`` (seed 0) and run one training forward on a seeded 64x96 frame pair; returns
+    (model, frames, losses)."""
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
     g = torch.Generator().manual_seed(0)
     frames = [torch.randint(0, 256, (3, *HW), generator=g, dtype=torch.uint8) for _ in range(2)]
     c = cfg.MODEL.STMASK.NUM_CLASSES
-    batch = [{"image": frames, "instances": [_instances(c, 0), _instances(c, 4)]}]
-    losses = model(batch)
+    losses = model([{"image": frames, "instances": [_instances(c, 0), _instances(c, 4)]}])
+    return model, frames, losses
+
+
+def run_config(path):
+    """Build the model of ``path``; one training step on a 64x96 frame pair; one 2-frame video inference."""
+    cfg = tiny_cfg(path)
+    model, frames, losses = _train_step(cfg)
     total = sum(losses.values())
     assert torch.isfinite(total), {k: float(v) for k, v in losses.items()}
     total.backward()
@@ -121,13 +127,7 @@ def test_tf_feature_grad_decides_whether_tf_losses_reach_the_backbone(feature_gr
     conv; False: only TemporalNet gets their gradients."""
     cfg = tiny_cfg("configs/synthetic/STMask_R18_synthetic_TF.yaml")
     cfg.MODEL.STMASK.TF.FEATURE_GRAD = feature_grad
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    model.train()
-    g = torch.Generator().manual_seed(0)
-    frames = [torch.randint(0, 256, (3, *HW), generator=g, dtype=torch.uint8) for _ in range(2)]
-    c = cfg.MODEL.STMASK.NUM_CLASSES
-    losses = model([{"image": frames, "instances": [_instances(c, 0), _instances(c, 4)]}])
+    model, _, losses = _train_step(cfg)
     assert float(losses["loss_boxshift"].detach()) > 0
     (losses["loss_boxshift"] + losses["loss_maskshift"]).backward()
     backbone = [p.grad for p in model.backbone.parameters() if p.requires_grad]
