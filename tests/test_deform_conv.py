@@ -1,10 +1,10 @@
-"""The grid_sample deformable conv equals torchvision's deform_conv2d in value and in every gradient."""
+"""The CPU fast paths of the deformable conv (channels-last gather, grid_sample) equal torchvision's deform_conv2d in value and in every gradient."""
 import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
 from stmask_d2.layers import DeformConv2d
-from stmask_d2.layers.deform_conv import deform_conv2d_sampled
+from stmask_d2.layers.deform_conv import deform_conv2d_gathered, deform_conv2d_sampled
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,8 @@ from stmask_d2.layers.deform_conv import deform_conv2d_sampled
         (3, 4, 2, 2, 3, 3, 1, 1, 0.5, False),  # 2x2 maps: every sample touches a border
     ],
 )
-def test_values_and_gradients_equal_torchvision(n, c, h, w, kh, kw, stride, dil, scale, modulated):
+@pytest.mark.parametrize("fast", [deform_conv2d_gathered, deform_conv2d_sampled], ids=["gathered", "sampled"])
+def test_values_and_gradients_equal_torchvision(n, c, h, w, kh, kw, stride, dil, scale, modulated, fast):
     g = torch.Generator().manual_seed(0)
     pad = (dil * (kh - 1) // 2, dil * (kw - 1) // 2)
     ho = (h + 2 * pad[0] - dil * (kh - 1) - 1) // stride + 1
@@ -29,7 +30,7 @@ def test_values_and_gradients_equal_torchvision(n, c, h, w, kh, kw, stride, dil,
     mask = torch.rand(n, kh * kw, ho, wo, generator=g, dtype=torch.float64) if modulated else None
     grad_out = torch.randn(n, 5, ho, wo, generator=g, dtype=torch.float64)
     results = []
-    for op in (deform_conv2d, deform_conv2d_sampled):
+    for op in (deform_conv2d, fast):
         leaves = [t.clone().requires_grad_() for t in (x, wt, b, off)] + (
             [mask.clone().requires_grad_()] if modulated else [None]
         )
@@ -49,3 +50,14 @@ def test_module_trains_on_cpu_with_the_fast_path():
     m(x, off).square().sum().backward()
     assert m.weight.grad is not None and torch.isfinite(m.weight.grad).all()
     assert x.grad.abs().sum() > 0 and off.grad.abs().sum() > 0
+
+
+def test_gathered_handles_one_pixel_maps_and_integer_taps():
+    """1-pixel-high maps (grid_sample cannot normalise them) and taps exactly on pixels and on the borders."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 1, 7, generator=g, dtype=torch.float64)
+    wt = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+    off = torch.randn(2, 18, 1, 7, generator=g, dtype=torch.float64).round()  # integer offsets
+    off[0, :4, 0, 0] = torch.tensor([-1.0, 0.0, 1.0, 6.0])
+    ref = deform_conv2d(x, off, wt, padding=(1, 1))
+    torch.testing.assert_close(deform_conv2d_gathered(x, off, wt, padding=(1, 1)), ref, rtol=1e-9, atol=1e-9)

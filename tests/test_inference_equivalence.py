@@ -17,7 +17,7 @@ import torch
 from torchvision.ops import deform_conv2d
 
 from stmask_d2.layers import DeformConv2d
-from stmask_d2.layers.deform_conv import deform_conv2d_sampled
+from stmask_d2.layers.deform_conv import deform_conv2d_gathered, deform_conv2d_sampled
 from stmask_d2.modeling.heads.prediction_head import STMaskPredictionHead
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,8 +87,9 @@ DCN_CASES = [  # (H, W), kernel, stride, padding, dilation, modulated
 ]
 
 
+@pytest.mark.parametrize("fast", [deform_conv2d_gathered, deform_conv2d_sampled], ids=["gathered", "sampled"])
 @pytest.mark.parametrize("case", DCN_CASES)
-def test_deform_conv_sampled_equals_torchvision(case):
+def test_deform_conv_fast_paths_equal_torchvision(case, fast):
     (h, w), k, s, p, d, modulated = case
     torch.manual_seed(1)
     x, wt, b = torch.randn(2, 5, h, w), torch.randn(4, 5, *k), torch.randn(4)
@@ -98,7 +99,7 @@ def test_deform_conv_sampled_equals_torchvision(case):
     off[0, :6, 0, 0] = torch.tensor([-1.0, -1.0, float(h), 0.5, -0.5, float(w) - 1])  # exactly on / at borders
     mask = torch.rand(2, k[0] * k[1], ho, wo) if modulated else None
     ref = deform_conv2d(x, off, wt, b, stride=s, padding=p, dilation=d, mask=mask)
-    out = deform_conv2d_sampled(x, off, wt, b, stride=s, padding=p, dilation=d, mask=mask)
+    out = fast(x, off, wt, b, stride=s, padding=p, dilation=d, mask=mask)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -109,14 +110,17 @@ def test_deform_conv_module_uses_fast_path_on_cpu(monkeypatch):
     calls = []
     import stmask_d2.layers.deform_conv as dc
 
-    real = dc.deform_conv2d_sampled
-    monkeypatch.setattr(dc, "deform_conv2d_sampled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = dc.deform_conv2d_gathered
+    monkeypatch.setattr(dc, "deform_conv2d_gathered", lambda *a, **k: calls.append(1) or real(*a, **k))
     y_grad = m(x, off)  # training too (gradients equal torchvision's: tests/test_deform_conv.py)
     assert calls == [1] and y_grad.requires_grad
     ref = deform_conv2d(x, off, m.weight, None, padding=(1, 2))
     torch.testing.assert_close(y_grad, ref, rtol=1e-5, atol=1e-5)
-    m(torch.randn(1, 4, 1, 7), torch.randn(1, 30, 1, 7))  # 1-pixel-high maps: torchvision
-    assert calls == [1]
+    m(torch.randn(1, 4, 1, 7), torch.randn(1, 30, 1, 7))  # 1-pixel-high maps: the gather too
+    assert calls == [1, 1]
+    with dc.force_sampled_deform_conv():  # export: the grid_sample formulation
+        m(x, off)
+    assert calls == [1, 1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
