@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from _tiny_setup import subprocess_env
 
@@ -22,28 +23,38 @@ def _run(*args):
     return p.stdout
 
 
-def test_benchmark_prints_stage_table_fps_memory_flops():
-    out = _run("--frames", "3", "--warmup", "1", "--skip-maskrcnn", "--long-video", "3", *TINY)
+@pytest.mark.slow
+def test_benchmark_one_run_prints_stages_flops_mask_rcnn_variants_and_long_video():
+    """One launch of the tool covers every report (each launch costs the imports, the calibration and two model
+    builds): stage table, FPS, memory, FLOPs, the Mask R-CNN ratio, --compare and --long-video."""
+    out = _run("--frames", "1", "--warmup", "0", "--long-video", "3", "--compare",
+               "nofold,channels_last,dcn_grid_sample", "--rounds", "1", *TINY)
+    assert re.search(r"^calibration: torchvision ResNet-18 fp32 forward, batch 8, 224x224, 2 threads: \d+\.\d+ s",
+                     out, re.M), out
+    assert "inference options: FOLD_BN True" in out
     for stage in ["backbone+FPN", "head", "NMS+masks", "TF", "tracker", "paste+RLE", "total"]:
         assert re.search(rf"^{re.escape(stage)}\s+\d+\.\d+\s+\d+\.\d+%$", out, re.M), (stage, out)
     assert re.search(r"STMask end-to-end: \d+\.\d+ FPS", out), out
     assert re.search(r"peak RSS: \d+ MiB", out), out
     assert re.search(r"\d+\.\d+ GFLOPs/frame", out), out
     assert "detections/frame:" in out and "after      3 frames" in out
-    assert "Mask R-CNN" not in out
-
-
-def test_benchmark_with_mask_rcnn_prints_ratio():
-    out = _run("--frames", "1", "--warmup", "0", "--skip-flops", *TINY)
-    assert re.search(r"Mask R-CNN R50-FPN .*: \d+\.\d+ ms/frame, \d+\.\d+ FPS", out), out
+    assert re.search(r"Mask R-CNN R50-FPN .*: \d+\.\d+ ms/frame, \d+\.\d+ FPS, \d+\.\d+ detections/frame", out), out
     assert re.search(r"ratio STMask / Mask R-CNN time per frame: \d+\.\d+", out), out
+    for v in ("nofold", "channels_last", "dcn_grid_sample"):
+        assert re.search(rf"^{v}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+$", out, re.M), out
 
 
-def test_benchmark_user_error_is_one_line(tmp_path):
-    p = subprocess.run([sys.executable, BENCH, "--config-file", str(tmp_path / "nope.yaml"), "--device", "cpu"],
-                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2
-    assert p.stderr.strip().splitlines()[-1].startswith("benchmark.py: error: Config file")
+def test_benchmark_user_errors_are_one_line(tmp_path, capsys):
+    from stmask_d2.engine.benchmark import main
+    from stmask_d2.utils.errors import run_cli
+
+    assert run_cli(main, ["--config-file", str(tmp_path / "nope.yaml"), "--device", "cpu", "--no-calibration"],
+                   prog="benchmark.py") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("benchmark.py: error: Config file")
+    assert run_cli(main, ["--config-file", CONFIG, "--device", "cpu", "--no-calibration", "--compare", "warp"],
+                   prog="benchmark.py") == 2
+    assert "--compare: unknown variant(s) ['warp']" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_synthetic_video_is_streamed_and_deterministic():
@@ -58,18 +69,15 @@ def test_synthetic_video_is_streamed_and_deterministic():
     assert not np.array_equal(a[0], a[2])  # objects move
 
 
-def test_benchmark_calibration_and_variants_in_one_run():
-    out = _run("--frames", "1", "--warmup", "0", "--skip-maskrcnn", "--skip-flops", "--compare",
-               "nofold,channels_last", "--rounds", "1", *TINY)
-    assert re.search(r"^calibration: torchvision ResNet-18 fp32 forward, batch 8, 224x224, 2 threads: \d+\.\d+ s",
-                     out, re.M), out
-    assert "inference options: FOLD_BN True" in out
-    for v in ("nofold", "channels_last"):
-        assert re.search(rf"^{v}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+$", out, re.M), out
+def test_benchmark_network_forward_on_a_config(capsys):
+    """tools/benchmark_network_forward.py (in-process): per-part times of the config's frame network."""
+    from stmask_d2.engine.benchmark_network import main
 
-
-def test_benchmark_unknown_variant_is_one_line():
-    p = subprocess.run([sys.executable, BENCH, "--config-file", CONFIG, "--device", "cpu", "--no-calibration",
-                        "--compare", "warp"], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 2 and "--compare: unknown variant(s) ['warp']" in p.stderr.strip().splitlines()[-1]
+    assert main(["--config-file", CONFIG, "--size", "40x72", "--iters", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "input 1x3x64x96" in out  # padded to the size divisibility (32)
+    for part in (r"backbone\+FPN", r"protonet", r"head \(separate\)", r"head \(grouped \)",
+                 r"total \((separate|grouped)\)"):
+        assert re.search(rf"^  {part}\s+\d+\.\d+ ms", out, re.M), (part, out)
+    assert main(["--config-file", CONFIG, "--size", "40by72"]) == 2
+    assert "--size '40by72'" in capsys.readouterr().err

@@ -36,7 +36,9 @@ network on the GPU), so that absolute times of two machines or two runs can be c
 it, alternating baseline and variant videos for ``--rounds`` rounds (median per-frame times, so that a load change
 of a shared machine hits both): ``nofold`` (BatchNorm not folded), ``fold`` (folded), ``channels_last`` /
 ``contiguous`` (memory format), ``bf16`` / ``fp32`` (MODEL.STMASK.INFERENCE.DTYPE; bf16 only where the CPU has
-native bf16), ``compile`` (torch.compile of the frame network).
+native bf16), ``dcn_grid_sample`` / ``dcn_torchvision`` (the CPU deformable conv as grid_sample + matmul, the
+previous fast path, or torchvision's own op, instead of the channels-last gather), ``compile`` (torch.compile of
+the frame network).
 
 A script that prints numbers; it never asserts timings.
 """
@@ -254,9 +256,10 @@ def run_stmask(model, args, num_frames, seed, on_frame=None):
 
 
 def run_mask_rcnn(model, args, num_frames, seed):
+    """Times Mask R-CNN on the benchmark's frames. Returns (seconds, frames, detections per frame)."""
     from ..layers import encode_masks_rle
 
-    total, n = 0.0, 0
+    total, n, dets = 0.0, 0, []
     with _autocast(args), torch.inference_mode():
         for frame in synthetic_video(num_frames, args.height, args.width, seed):
             image = torch.as_tensor(np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1)))  # BGR CHW
@@ -269,7 +272,8 @@ def run_mask_rcnn(model, args, num_frames, seed):
             _sync(args.device)
             total += time.perf_counter() - t
             n += 1
-    return total, n
+            dets.append(len(out))
+    return total, n, dets
 
 
 def _resize_like_d2(image_chw, model_cfg):
@@ -291,7 +295,8 @@ def _fmt_table(rows, header):
     return "\n".join(out)
 
 
-COMPARE_VARIANTS = ("nofold", "fold", "channels_last", "contiguous", "bf16", "fp32", "compile")
+COMPARE_VARIANTS = ("nofold", "fold", "channels_last", "contiguous", "bf16", "fp32", "dcn_grid_sample",
+                    "dcn_torchvision", "compile")
 
 
 def compile_frame_network(model):
@@ -322,6 +327,10 @@ def _set_variant(model, variant, on):
         model.inference_dtype = ("bfloat16" if variant == "bf16" else "float32") if on else base["dtype"]
         if variant == "bf16" and on and model.device.type == "cpu" and not cpu_has_native_bf16():
             return "no native bf16 on this CPU: runs fp32"
+    elif variant in ("dcn_grid_sample", "dcn_torchvision"):
+        from ..layers.deform_conv import cpu_deform_conv_impl
+
+        cpu_deform_conv_impl(variant[4:] if on else base["dcn"])
     elif variant == "compile":
         if on and not base.get("compiled"):
             compile_frame_network(model)
@@ -334,11 +343,13 @@ def run_compare(model, args, variants):
     """Median per-frame times of the configured model and of each variant, alternating videos."""
     import statistics
 
+    from ..layers.deform_conv import cpu_deform_conv_impl
     from ..utils.timer import NullTimer
 
     model.timer = NullTimer()
     model._bench_base = {"fold": any("forward" in m.__dict__ for m in model.backbone.modules()),
-                         "channels_last": model.channels_last, "dtype": model.inference_dtype}
+                         "channels_last": model.channels_last, "dtype": model.inference_dtype,
+                         "dcn": cpu_deform_conv_impl()}
     variants = sorted(variants, key=lambda v: v == "compile")  # compile cannot be undone: last
     rows = []
     for v in variants:
@@ -487,11 +498,12 @@ def compare_mask_rcnn(args, cfg, stmask_ms):
         torch.cuda.reset_peak_memory_stats()
     if args.warmup:
         run_mask_rcnn(mrcnn, args, args.warmup, seed=args.seed + 1000)
-    m_total, m_n = run_mask_rcnn(mrcnn, args, args.frames, seed=args.seed)
+    m_total, m_n, m_dets = run_mask_rcnn(mrcnn, args, args.frames, seed=args.seed)
     m_ms = 1000.0 * m_total / m_n
     print()
-    print(f"Mask R-CNN R50-FPN ({MASK_RCNN_CONFIG}, random init, 100 detections/frame, forward incl. "
-          f"resize + mask paste + RLE): {m_ms:.1f} ms/frame, {m_n / m_total:.2f} FPS")
+    print(f"Mask R-CNN R50-FPN ({MASK_RCNN_CONFIG}, random init, DETECTIONS_PER_IMAGE 100, forward incl. "
+          f"resize + mask paste + RLE): {m_ms:.1f} ms/frame, {m_n / m_total:.2f} FPS, "
+          f"{sum(m_dets) / max(len(m_dets), 1):.1f} detections/frame (its mask head runs on each)")
     if args.device == "cuda":
         print(f"Mask R-CNN peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     if not args.skip_flops:

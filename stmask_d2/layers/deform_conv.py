@@ -24,9 +24,25 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformConv2d", "deform_conv2d_gathered", "deform_conv2d_sampled", "force_sampled_deform_conv"]
+__all__ = ["DeformConv2d", "cpu_deform_conv_impl", "deform_conv2d_gathered", "deform_conv2d_sampled", "force_sampled_deform_conv"]
 
 _FORCE_SAMPLED = [False]
+_CPU_IMPLS = ("gather", "grid_sample", "torchvision")
+_CPU_IMPL = ["gather"]
+
+
+def cpu_deform_conv_impl(name=None):
+    """The CPU implementation of ``DeformConv2d`` (groups = deformable groups = 1): "gather"
+    (:func:`deform_conv2d_gathered`, the default), "grid_sample" (:func:`deform_conv2d_sampled`) or "torchvision"
+    (``torchvision.ops.deform_conv2d``). All three compute the same function; the benchmark compares them
+    (``tools/benchmark.py --compare dcn_grid_sample,dcn_torchvision``). With ``name``, sets it; returns the
+    previous setting."""
+    prev = _CPU_IMPL[0]
+    if name is not None:
+        if name not in _CPU_IMPLS:
+            raise ValueError(f"CPU deformable conv implementation must be one of {_CPU_IMPLS}, got {name!r}")
+        _CPU_IMPL[0] = name
+    return prev
 
 
 class force_sampled_deform_conv:
@@ -194,7 +210,8 @@ class DeformConv2d(nn.Module):
         op = deform_conv2d
         dtype = x.dtype
         if self._use_sampled(x, offset, mask):
-            op = deform_conv2d_sampled if _FORCE_SAMPLED[0] or x.device.type != "cpu" else deform_conv2d_gathered
+            gather = not _FORCE_SAMPLED[0] and x.device.type == "cpu" and _CPU_IMPL[0] == "gather"
+            op = deform_conv2d_gathered if gather else deform_conv2d_sampled
             if dtype not in (torch.float32, torch.float64):
                 dtype = torch.float32  # the bilinear weights / embedding_bag run in fp32 under bf16 / fp16 autocast
         elif dtype == torch.bfloat16 or (dtype == torch.float16 and x.device.type == "cpu"):
@@ -220,7 +237,11 @@ class DeformConv2d(nn.Module):
         :class:`force_sampled_deform_conv`, the grid_sample formulation on any device)?"""
         if self.groups != 1 or self.deformable_groups != 1:
             return False
-        return _FORCE_SAMPLED[0] or x.device.type == "cpu"
+        if _FORCE_SAMPLED[0]:
+            return True
+        if x.device.type != "cpu" or _CPU_IMPL[0] == "torchvision":
+            return False
+        return _CPU_IMPL[0] == "gather" or min(x.shape[-2:]) >= 2  # grid_sample: maps of at least 2x2
 
     def extra_repr(self):
         return (
