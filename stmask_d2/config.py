@@ -209,6 +209,9 @@ def add_stmask_config(cfg):
     # ---------------------------------------------------------------------------------------------------------
     # "SGD" (released: momentum SOLVER.MOMENTUM) or "ADAMW" (used by the small synthetic model trained from scratch).
     _C.SOLVER.OPTIMIZER = "SGD"
+    # ADAMW only: PyTorch's fused AdamW kernel (``fused=True``: one kernel updates every parameter; the same update
+    # as the per-parameter loop, about 10x less optimizer time on CPU). False: PyTorch's default implementation.
+    _C.SOLVER.ADAMW_FUSED = True
     # Skip the optimizer step (with a warning) when the total loss is not finite (released behaviour).
     _C.SOLVER.SKIP_NONFINITE_LOSS = True
 

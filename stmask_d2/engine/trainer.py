@@ -46,6 +46,12 @@ class _UserErrorLogFilter(logging.Filter):
 logging.getLogger("detectron2.engine.train_loop").addFilter(_UserErrorLogFilter())
 
 
+def _fused_adamw_supported(model):
+    """PyTorch's fused AdamW runs on CPU and CUDA parameters of a floating dtype (all of one device type)."""
+    kinds = {(p.device.type, p.dtype.is_floating_point) for p in model.parameters() if p.requires_grad}
+    return len(kinds) == 1 and next(iter(kinds)) in {("cpu", True), ("cuda", True)}
+
+
 def is_video_dataset(dataset_name):
     """True for datasets registered with ``register_ytvis_instances`` (YouTube-VIS format)."""
     return MetadataCatalog.get(dataset_name).get("evaluator_type", None) == "ytvis"
@@ -214,7 +220,8 @@ class STMaskTrainer(DefaultTrainer):
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         )
         return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
-            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            **({"fused": True} if cfg.SOLVER.ADAMW_FUSED and _fused_adamw_supported(model) else {}),
         )
 
     @classmethod
