@@ -81,3 +81,19 @@ def test_benchmark_network_forward_on_a_config(capsys):
         assert re.search(rf"^  {part}\s+\d+\.\d+ ms", out, re.M), (part, out)
     assert main(["--config-file", CONFIG, "--size", "40by72"]) == 2
     assert "--size '40by72'" in capsys.readouterr().err
+
+
+def test_benchmark_train_step_compares_settings_in_one_run(capsys):
+    """tools/benchmark_train_step.py (in-process): the configured step and a combined variant, same batches."""
+    from stmask_d2.engine.benchmark_train import main
+
+    assert main(["--config-file", CONFIG, "--steps", "1", "--warmup", "0", "--rounds", "1", "--threads", "0",
+                 "--no-calibration", "--compare", "adamw_unfused+dcn_grid_sample,fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer ADAMW (ADAMW_FUSED True), AMP False" in out
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
+            re.finditer(r"^(\S+)\s+(\d+\.\d+)\s+\d+\.\d+\s+(-?\d+\.\d+|nan)$", out, re.M)}
+    assert set(rows) == {"configured", "adamw_unfused+dcn_grid_sample", "fp32"}, out
+    assert rows["fp32"][1] == rows["configured"][1]  # the same step on the same batches and weights
+    assert main(["--compare", "warp", "--no-calibration"]) == 2
+    assert "--compare: unknown variant(s) ['warp']" in capsys.readouterr().err

@@ -61,3 +61,20 @@ def test_gathered_handles_one_pixel_maps_and_integer_taps():
     off[0, :4, 0, 0] = torch.tensor([-1.0, 0.0, 1.0, 6.0])
     ref = deform_conv2d(x, off, wt, padding=(1, 1))
     torch.testing.assert_close(deform_conv2d_gathered(x, off, wt, padding=(1, 1)), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_gathered_offset_gradient_at_integer_positions_is_torchvisions():
+    """Zero offsets (a deformable conv's initial state) put every tap exactly on a pixel, where the bilinear
+    derivative is one-sided. The gather computes the positions exactly and takes torchvision's side; the
+    grid_sample form's [-1, 1] normalisation rounds some positions just below the pixel and takes the other side
+    (fp32 offset gradients up to 14% off in a 4x7 map), so training uses the gather."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 16, 4, 7, generator=g)
+    wt = torch.randn(8, 16, 3, 3, generator=g)
+    grad_out = torch.randn(2, 8, 4, 7, generator=g)
+    grads = []
+    for op in (deform_conv2d, deform_conv2d_gathered):
+        off = torch.zeros(2, 18, 4, 7, requires_grad=True)
+        op(x, off, wt, padding=(1, 1)).backward(grad_out)
+        grads.append(off.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,189 @@
+"""Training-step benchmark (library code of ``tools/benchmark_train_step.py``): the time of one optimisation step
+of a config (forward, losses, backward, optimizer; data loading excluded) against variants, in the same run.
+
+Every setting starts from the same initial weights (``SEED``) and steps through the same pre-loaded batches of a
+small synthetic YouTube-VIS dataset generated at the config's training size (in a temporary folder). The step is the
+trainer's own (``NonFiniteSkippingTrainer`` / ``NonFiniteSkippingAMPTrainer`` with the config's optimizer), so what
+is timed is what ``train_net.py`` runs. Settings alternate for ``--rounds`` rounds and the median step time of each
+is printed, with the loss after the last step (the fp32 variants reach the same loss to float tolerance).
+
+Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED False), ``dcn_grid_sample`` /
+``dcn_torchvision`` (the CPU deformable conv as grid_sample + matmul, or torchvision's op), ``amp``
+(SOLVER.AMP.ENABLED True: bf16 autocast on CPU, fp16 on CUDA), ``fp32`` (SOLVER.AMP.ENABLED False).
+
+    python tools/benchmark_train_step.py [--config-file configs/synthetic/STMask_R18_synthetic_TF.yaml]
+        [--steps 5] [--warmup 2] [--rounds 2] [--threads 2] [--compare adamw_unfused+dcn_grid_sample,amp]
+        [--no-calibration] [--opts KEY VALUE ...]
+
+A script that prints numbers; it never asserts timings.
+"""
+import argparse
+import itertools
+import os
+import statistics
+import tempfile
+import time
+
+from ..utils.errors import InputError, run_cli
+
+__all__ = ["VARIANTS", "get_parser", "make_batches", "time_steps", "main"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
+VARIANTS = ("adamw_unfused", "dcn_grid_sample", "dcn_torchvision", "amp", "fp32")
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default=DEFAULT_CONFIG, metavar="FILE",
+                   help="training config (default: configs/synthetic/STMask_R18_synthetic_TF.yaml)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per setting and round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before them (oneDNN primitives, caches)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the settings")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (0: leave as is)")
+    p.add_argument("--compare", default="adamw_unfused+dcn_grid_sample,amp", metavar="V1,V2+V3",
+                   help=f"variants against the configured step, '+' combines ({', '.join(VARIANTS)}; '' for none)")
+    p.add_argument("--no-calibration", action="store_true", help="do not time the ResNet-18 calibration")
+    p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    return p
+
+
+def _parse_variants(text):
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    bad = sorted({part for v in variants for part in v.split("+")} - set(VARIANTS))
+    if bad:
+        raise InputError(f"--compare: unknown variant(s) {bad}; choose among {', '.join(VARIANTS)} ('+' combines).")
+    return variants
+
+
+def _variant_opts(variant):
+    """(config KEY VALUE list, CPU deformable conv implementation or None) of a '+'-combined variant."""
+    opts, dcn = [], None
+    for part in variant.split("+") if variant else []:
+        if part == "adamw_unfused":
+            opts += ["SOLVER.ADAMW_FUSED", False]
+        elif part in ("amp", "fp32"):
+            opts += ["SOLVER.AMP.ENABLED", part == "amp"]
+        elif part.startswith("dcn_"):
+            dcn = part[4:]
+    return opts, dcn
+
+
+def make_batches(cfg, count, folder):
+    """``count`` training batches of ``cfg`` (its mapper and batch size) from a synthetic dataset written to
+    ``folder`` at the config's training size."""
+    from detectron2.data import DatasetCatalog
+
+    from ..data import register_ytvis_instances
+    from ..data.synthetic import SHAPES, make_synthetic_vis
+    from .trainer import STMaskTrainer
+
+    height = int(min(cfg.INPUT.MIN_SIZE_TRAIN))
+    width = int(cfg.INPUT.MAX_SIZE_TRAIN) if cfg.INPUT.MAX_SIZE_TRAIN > 0 else height * 16 // 9
+    json_file = make_synthetic_vis(folder, num_videos=4, num_frames=6, height=height, width=width,
+                                   num_categories=min(int(cfg.MODEL.STMASK.NUM_CLASSES), len(SHAPES)), seed=0)
+    name = f"_benchmark_train_step_{os.getpid()}"
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    register_ytvis_instances(name, {}, json_file, os.path.join(folder, "JPEGImages"))
+    data_cfg = cfg.clone()
+    data_cfg.defrost()
+    data_cfg.DATASETS.TRAIN = (name,)
+    data_cfg.DATALOADER.NUM_WORKERS = 0
+    loader = iter(STMaskTrainer.build_train_loader(data_cfg))
+    return [next(loader) for _ in range(count)]
+
+
+def _build_loop(cfg, batches):
+    """The trainer's step object (model, optimizer, non-finite skip, AMP) of ``cfg`` over ``batches`` (cycled)."""
+    import torch
+    from detectron2.modeling import build_model
+
+    from .train_loop import NonFiniteSkippingAMPTrainer, NonFiniteSkippingTrainer
+    from .trainer import STMaskTrainer
+
+    torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
+    model = build_model(cfg)
+    model.train()
+    optimizer = STMaskTrainer.build_optimizer(cfg, model)
+    data = itertools.cycle(batches)
+    if cfg.SOLVER.AMP.ENABLED:
+        return NonFiniteSkippingAMPTrainer(model, data, optimizer, precision=cfg.SOLVER.AMP.PRECISION)
+    return NonFiniteSkippingTrainer(model, data, optimizer)
+
+
+def time_steps(cfg, batches, steps, warmup, dcn=None):
+    """Median seconds of ``steps`` training steps after ``warmup`` untimed ones, and the total loss of the last
+    step. ``dcn``: the CPU deformable conv implementation to use (None: the default)."""
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    from ..layers.deform_conv import cpu_deform_conv_impl
+
+    loop = _build_loop(cfg, batches)
+    prev = cpu_deform_conv_impl(dcn)
+    times = []
+    try:
+        with EventStorage(0) as storage:
+            loop.storage = storage
+            for i in range(warmup + steps):
+                loop.iter = i
+                storage.iter = i
+                start = time.perf_counter()
+                loop.run_step()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+            loss = storage.history("total_loss").latest() if "total_loss" in storage.histories() else float("nan")
+    finally:
+        cpu_deform_conv_impl(prev)
+    del loop
+    torch.set_grad_enabled(True)
+    return statistics.median(times), float(loss)
+
+
+def _benchmark_train_step(argv):
+    args = get_parser().parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        raise InputError("--steps and --rounds must be >= 1 and --warmup >= 0.")
+    variants = _parse_variants(args.compare)
+    import torch
+
+    from .. import register_all
+    from ..utils.calibration import format_calibration, resnet18_calibration
+    from .setup import get_stmask_cfg
+
+    if not args.no_calibration:
+        print(format_calibration(resnet18_calibration()), flush=True)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    register_all()
+    base = ["MODEL.DEVICE", "cpu", *args.opts]
+    cfg = get_stmask_cfg(args.config_file, base, validate=True, training=True)
+    cfgs = {"configured": (cfg, None)}
+    for v in variants:
+        opts, dcn = _variant_opts(v)
+        cfgs[v] = (get_stmask_cfg(args.config_file, base + opts, validate=True, training=True), dcn)
+    print(f"training step of {args.config_file}: batch {cfg.SOLVER.IMS_PER_BATCH}, input {min(cfg.INPUT.MIN_SIZE_TRAIN)}/{cfg.INPUT.MAX_SIZE_TRAIN}, "
+          f"optimizer {cfg.SOLVER.OPTIMIZER} (ADAMW_FUSED {cfg.SOLVER.ADAMW_FUSED}), AMP {cfg.SOLVER.AMP.ENABLED}, "
+          f"torch threads {torch.get_num_threads()}; {args.rounds} alternating rounds of {args.warmup}+{args.steps} "
+          f"steps", flush=True)
+    times = {k: [] for k in cfgs}
+    losses = {}
+    with tempfile.TemporaryDirectory(prefix="stmask_train_step_") as folder:
+        batches = make_batches(cfg, args.warmup + args.steps, folder)
+        for _ in range(args.rounds):
+            for name, (c, dcn) in cfgs.items():
+                t, losses[name] = time_steps(c, batches, args.steps, args.warmup, dcn)
+                times[name].append(t)
+    ref = statistics.median(times["configured"])
+    print(f"{'setting':40s} {'s/step':>8s} {'/ configured':>13s} {'last loss':>10s}")
+    for name in cfgs:
+        t = statistics.median(times[name])
+        print(f"{name:40s} {t:8.3f} {t / ref:13.3f} {losses[name]:10.4f}")
+    return 0
+
+
+def main(argv=None):
+    """``tools/benchmark_train_step.py``; returns the exit code."""
+    return run_cli(_benchmark_train_step, argv, prog="benchmark_train_step.py")
+
