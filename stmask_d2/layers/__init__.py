@@ -1,6 +1,6 @@
 """Pure tensor ops shared by the rest of stmask_d2: no config, no registry, nothing else of ours imported."""
 from .correlation import spatial_correlation  # noqa: F401
-from .deform_conv import DeformConv2d  # noqa: F401
+from .deform_conv import DeformConv2d, cpu_deform_conv_impl  # noqa: F401
 from .mask_ops import (  # noqa: F401
     PROTO_STRIDE,
     assemble_masks,
