@@ -4,8 +4,8 @@ Every command in a code block or an inline code span of README.md and datasets/R
 ``python``, ``python3``, ``make`` or ``bash`` (after optional ``VAR=value`` prefixes) is checked in a cheap form:
 
 * ``python SCRIPT ...`` / ``python -m MODULE ...``: the script exists, ``--help`` exits 0, and every ``--flag``
-  the README uses appears in that help. A few data-only commands (``CHEAP_RUNS``) are instead run for real on a
-  tiny input with the README's own flags (argparse then rejects any flag that does not exist), because ``--help``
+  the README uses appears in that help. A few data-only commands (``CHEAP_RUNS``) are instead run for real (in this
+  interpreter, as ``__main__``) on a tiny input with the README's own flags (argparse then rejects any flag that does not exist), because ``--help``
   would prove little there. Commands that need real data, a GPU or a long time are checked by ``--help`` only.
 * ``make TARGET``: ``make -n TARGET`` (a dry run) exits 0 with the README's variables.
 * ``bash SCRIPT``: the script exists and parses (``bash -n``).
@@ -151,8 +151,45 @@ def _run(argv, env=None, timeout=HELP_TIMEOUT, cwd=ROOT):
     return subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def _run_in_process(argv, env=None):
+    """``python SCRIPT ARGS`` / ``python -m MODULE ARGS`` (``argv`` without the interpreter) run in this interpreter
+    with ``runpy`` as ``__main__`` (cwd: the repository; ``env`` set for the call): the code path of the process
+    without the cost of starting one. Returns an object with ``returncode``, ``stdout`` and ``stderr``."""
+    import contextlib
+    import io
+    import runpy
+    import types
+
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    code = 0
+    try:
+        os.environ.update(env or {})
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if argv[0] == "-m":
+                    sys.argv = [argv[1], *argv[2:]]
+                    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+                else:
+                    sys.argv = list(argv)
+                    runpy.run_path(os.path.join(ROOT, argv[0]), run_name="__main__")
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 # ------------------------------------------------------------------------------------------------------------------
-# cheap real runs of data-only commands
+# cheap real runs of data-only commands (in this interpreter: see _run_in_process)
 # ------------------------------------------------------------------------------------------------------------------
 def _opt(argv, flag, value):
     """argv with ``flag value`` set (replaced when present, appended otherwise)."""
@@ -210,8 +247,8 @@ CHEAP_RUNS = {
 def tiny(tmp_path_factory):
     """A 3-video synthetic YouTube-VIS set (32x48, compressed RLE) and a results file equal to its ground truth."""
     tmp = str(tmp_path_factory.mktemp("readme"))
-    proc = _run([PY, "datasets/make_synthetic_vis.py", "--out", os.path.join(tmp, "syn"), "--videos", "3",
-                 "--frames", "3", "--height", "32", "--width", "48", "--compressed-rle"])
+    proc = _run_in_process(["datasets/make_synthetic_vis.py", "--out", os.path.join(tmp, "syn"), "--videos", "3",
+                            "--frames", "3", "--height", "32", "--width", "48", "--compressed-rle"])
     assert proc.returncode == 0, proc.stderr
     train_json = os.path.join(tmp, "syn", "train.json")
     with open(train_json) as f:
@@ -278,7 +315,7 @@ def test_readme_command(doc, line, cmd, env, argv, help_texts, tiny):
         assert os.path.isfile(os.path.join(ROOT, name)), f"{where}\n{name} does not exist"
     if target in CHEAP_RUNS:
         run_argv, check = CHEAP_RUNS[target](_without_notation(argv[1:]), tiny)
-        proc = _run([PY, *run_argv], env=env)
+        proc = _run_in_process(run_argv, env=env)
         assert proc.returncode == 0, f"{where}\nran as {run_argv}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
         check(proc)
         return
@@ -290,8 +327,8 @@ def test_readme_command(doc, line, cmd, env, argv, help_texts, tiny):
     sub = _subcommand(argv, kind)
     if missing and sub and re.search(rf"(?<![\w-]){re.escape(sub)}(?![\w-])", proc.stdout):
         # a CLI with subcommands (e.g. `python -m stmask_d2.data.convert FORMAT ...`): the flags are the subcommand's
-        head = [PY, "-m", name] if kind == "module" else [PY, name]
-        sub_proc = _run([*head, sub, "--help"])
+        head = ["-m", name] if kind == "module" else [name]
+        sub_proc = _run_in_process([*head, sub, "--help"])
         assert sub_proc.returncode == 0, f"{where}\n`{name} {sub} --help` exited {sub_proc.returncode}"
         missing = [f for f in missing if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", sub_proc.stdout)]
     assert not missing, f"{where}\nflags not in `{name} --help`: {missing}"
