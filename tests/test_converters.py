@@ -239,3 +239,33 @@ def test_coco_video_groups_by_video_id_and_orders_by_frame_id(samples, tmp_path)
         assert stems == sorted(stems, reverse=True)
     assert len(out["annotations"]) == len(samples["coco-video"]["masks"])
     assert set(names.values()) == {f for v in out["videos"] for f in v["file_names"]}
+
+
+@pytest.mark.parametrize("path,value,needle", [
+    (("images", 0, "id"), [1], "'id' must be an integer or a string"),
+    (("images", 0, "file_name"), 7, "'file_name' must be a non-empty string"),
+    (("images", 0, "height"), "x", "'height' must be a positive integer"),
+    (("images", 0, "width"), -1, "'width' must be a positive integer"),
+    (("images", 0, "video_id"), [], "'video_id' must be an integer or a string"),
+    (("annotations", 0, "image_id"), {}, "'image_id' must be an integer or a string"),
+    (("annotations", 0, "category_id"), None, "'category_id' must be an integer or a string"),
+    (("annotations", 0, "track_id"), [3], "the track id must be an integer or a string"),
+])
+def test_coco_video_fields_of_the_wrong_type_are_conversion_errors(tmp_path, path, value, needle):
+    """A field of the wrong type is a one-line ConversionError naming the entry, not a TypeError / OverflowError."""
+    from stmask_d2.data.converters import convert_coco_video
+    from stmask_d2.data.converters.common import ConversionError
+
+    data = {"images": [{"id": 1, "file_name": "v/0.jpg", "height": 4, "width": 4, "video_id": 1, "frame_id": 0}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 2, 0, 2, 2]],
+                             "track_id": 1}],
+            "categories": [{"id": 1, "name": "a"}]}
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    src = tmp_path / "coco.json"
+    src.write_text(json.dumps(data))
+    with pytest.raises(ConversionError, match=needle) as e:
+        convert_coco_video(str(src), str(tmp_path), check_images=False)
+    assert "\n" not in str(e.value) and str(src) in str(e.value)

@@ -121,12 +121,36 @@ def _index_images(json_file, data):
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or any(k not in im for k in ("id", "file_name", "height", "width")):
             raise ConversionError(f"{json_file}: images[{i}]: needs 'id', 'file_name', 'height' and 'width'")
+        _check_image_fields(json_file, i, im)
         if im["id"] in images:
             raise ConversionError(f"{json_file}: images[{i}] ({im['file_name']}): duplicate image id {im['id']}")
         images[im["id"]] = im
     if not images:
         raise ConversionError(f"{json_file}: images: the list is empty")
     return images
+
+
+def _is_id(v):
+    """An id of a COCO file: an integer or a non-empty string (hashable, sortable among its kind)."""
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and v != "")
+
+
+def _check_image_fields(json_file, i, im):
+    where = f"{json_file}: images[{i}]"
+    if not _is_id(im["id"]):
+        raise ConversionError(f"{where}: 'id' must be an integer or a string, got {im['id']!r}")
+    if not isinstance(im["file_name"], str) or not im["file_name"]:
+        raise ConversionError(f"{where}: 'file_name' must be a non-empty string, got {im['file_name']!r}")
+    for k in ("height", "width"):
+        v = im[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 1:
+            raise ConversionError(f"{where} ({im['file_name']}): '{k}' must be a positive integer, got {v!r}")
+    if "video_id" in im and not _is_id(im["video_id"]):
+        raise ConversionError(f"{where} ({im['file_name']}): 'video_id' must be an integer or a string, got "
+                              f"{im['video_id']!r}")
+    f = im.get("frame_id", 0)
+    if isinstance(f, bool) or not isinstance(f, (int, float)):
+        raise ConversionError(f"{where} ({im['file_name']}): 'frame_id' must be a number, got {f!r}")
 
 
 def _add_videos(builder, json_file, images, image_root, check_images):
@@ -171,6 +195,10 @@ def _add_annotation(builder, json_file, i, a, images, frame_of):
     if not isinstance(a, dict) or any(k not in a for k in ("image_id", "category_id", "segmentation")):
         raise ConversionError(f"{json_file}: annotations[{i}]: needs 'image_id', 'category_id' and "
                               f"'segmentation'")
+    for k in ("image_id", "category_id"):
+        if not _is_id(a[k]):
+            raise ConversionError(f"{json_file}: annotations[{i}] (id {a.get('id')}): '{k}' must be an integer or "
+                                  f"a string, got {a[k]!r}")
     im = images.get(a["image_id"])
     if im is None:
         raise ConversionError(f"{json_file}: annotations[{i}] (id {a.get('id')}): unknown image_id "
@@ -182,6 +210,8 @@ def _add_annotation(builder, json_file, i, a, images, frame_of):
                               f"with tracks (CVAT: annotate with tracks, export 'COCO 1.0')")
     if isinstance(tid, float) and tid.is_integer():
         tid = int(tid)
+    if not _is_id(tid):
+        raise ConversionError(f"{where}: the track id must be an integer or a string, got {tid!r}")
     v, t = frame_of[a["image_id"]]
     # CVAT exports its mask shapes as RLE with iscrowd=1: they are ordinary instances, kept as such
     rle = _to_rle(a["segmentation"], int(im["height"]), int(im["width"]), where)
