@@ -159,6 +159,7 @@ def _run_in_process(argv, env=None):
     import io
     import runpy
     import types
+    import warnings
 
     out, err = io.StringIO(), io.StringIO()
     old_argv, old_cwd = sys.argv, os.getcwd()
@@ -167,7 +168,9 @@ def _run_in_process(argv, env=None):
     try:
         os.environ.update(env or {})
         os.chdir(ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # runpy warns when the module was imported before (by an earlier test); it is run afresh all the same
+            warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
             try:
                 if argv[0] == "-m":
                     sys.argv = [argv[1], *argv[2:]]
