@@ -160,12 +160,20 @@ def load_ytvis_gt(gt):
 class YTVISResults:
     """Validated results: parallel lists in results order (entries of categories absent from the GT dropped)."""
 
-    def __init__(self, video_id, category_id, score, segmentations, avg_area):
+    def __init__(self, video_id, category_id, score, segmentations, avg_area, frame_areas=None):
         self.video_id = video_id
         self.category_id = category_id
         self.score = score
         self.segmentations = segmentations
         self.avg_area = avg_area
+        # per result: (len(segmentations),) int64 mask area per frame, 0 for None; computed on first use if not given
+        self.frame_areas = frame_areas if frame_areas is not None else [None] * len(score)
+
+    def areas(self, i):
+        """Per-frame mask areas of result ``i`` (int64, 0 where the segmentation is None)."""
+        if self.frame_areas[i] is None:
+            self.frame_areas[i] = _areas(self.segmentations[i])
+        return self.frame_areas[i]
 
     def __len__(self):
         return len(self.score)
@@ -185,7 +193,7 @@ def load_ytvis_results(results, gt, lenient=False):
     if not isinstance(res, list):
         raise YTVISEvalError(f"results must be a JSON list of entries, got {type(res).__name__}")
     cats = set(gt.cat_ids)
-    vids, cids, scores, segs_all, avg_areas = [], [], [], [], []
+    vids, cids, scores, segs_all, avg_areas, frame_areas = [], [], [], [], [], []
     dropped = 0
     for i, r in enumerate(res):
         _check_result_entry(i, r, gt, lenient)
@@ -200,12 +208,15 @@ def load_ytvis_results(results, gt, lenient=False):
         cids.append(r["category_id"])
         scores.append(float(r["score"]))
         segs_all.append(rles)
-        avg_areas.append(_result_avg_area(f"results[{i}]", rles, size))
+        areas = _result_areas(f"results[{i}]", rles, size)
+        frame_areas.append(areas)
+        truthy = areas[areas > 0]
+        avg_areas.append(float(truthy.mean()) if len(truthy) else 0)
     if dropped:
         logger.warning("%d result(s) with a category_id not in the ground truth were ignored", dropped)
     if not res:
         logger.warning("results list is empty: every metric is 0 (-1 for categories without ground truth)")
-    return YTVISResults(vids, cids, scores, segs_all, avg_areas)
+    return YTVISResults(vids, cids, scores, segs_all, avg_areas, frame_areas)
 
 
 def _check_result_entry(i, r, gt, lenient):
@@ -254,17 +265,16 @@ def _result_rle(where, s, vid, size):
     return s
 
 
-def _result_avg_area(where, rles, size):
-    """Mean of the non-zero mask areas of one result's RLEs (None entries skipped), 0 if none."""
-    present = [s for s in rles if s is not None]
+def _result_areas(where, rles, size):
+    """Per-frame mask areas of one result's RLEs (0 for None entries), int64; a corrupt RLE is an error naming
+    ``where``. The result's average area (official ``avg_area``) is the mean of the non-zero ones."""
     try:
-        areas = mask_util.area(present) if present else np.zeros(0)
+        areas = _areas(rles)
     except Exception as e:
         raise YTVISEvalError(f"{where}: unreadable RLE ({e})") from None
     if len(areas) and int(np.max(areas)) > size[0] * size[1]:
         raise YTVISEvalError(f"{where}: an RLE covers more pixels than the frame; corrupt counts?")
-    truthy = areas[areas > 0]
-    return float(truthy.mean()) if len(truthy) else 0
+    return areas
 
 
 # ----------------------------------------------------------------------------------------------------- video IoU
@@ -277,11 +287,31 @@ def _areas(segs):
     return out
 
 
+def _gt_areas(ann):
+    """Per-frame mask areas of a GT annotation of :class:`YTVISGroundTruth` (computed once, kept in the dict)."""
+    if "_mask_areas" not in ann:
+        ann["_mask_areas"] = _areas(ann["segmentations"])
+    return ann["_mask_areas"]
+
+
+def _pad_areas(areas, length):
+    """Per-track per-frame areas -> (N, length) int64, zeros beyond each track's own length."""
+    out = np.zeros((len(areas), length), dtype=np.int64)
+    for i, a in enumerate(areas):
+        out[i, : len(a)] = a
+    return out
+
+
 def video_iou_matrix(dt_segs, gt_segs, dt_areas=None, gt_areas=None):
     """Official video IoU for every (dt, gt) pair of one video: (D, G) float64.
 
     ``dt_segs`` / ``gt_segs``: lists of per-frame lists of compressed RLE dicts or None (any lengths; pairs use
-    the first min(len) frames, like the official zip).
+    the first min(len) frames, like the official zip). ``dt_areas`` / ``gt_areas``: their per-frame areas
+    (:func:`_areas`), computed when not given.
+
+    The IoU of a pair sums, over the zipped frames, the intersections (pycocotools' per-frame IoU of the frames
+    where both masks are non-empty, turned back into exact integer intersections) and the unions (area sums minus
+    intersections).
     """
     D, G = len(dt_segs), len(gt_segs)
     if D == 0 or G == 0:
@@ -290,30 +320,20 @@ def video_iou_matrix(dt_segs, gt_segs, dt_areas=None, gt_areas=None):
         dt_areas = [_areas(s) for s in dt_segs]
     if gt_areas is None:
         gt_areas = [_areas(s) for s in gt_segs]
-    inter = np.zeros((D, G), dtype=np.int64)
     T = max(max(len(s) for s in dt_segs), max(len(s) for s in gt_segs))
-    for t in range(T):
-        di = [i for i in range(D) if t < len(dt_segs[i]) and dt_areas[i][t] > 0]
-        if not di:
-            continue
-        gi = [j for j in range(G) if t < len(gt_segs[j]) and gt_areas[j][t] > 0]
-        if not gi:
-            continue
+    da, ga = _pad_areas(dt_areas, T), _pad_areas(gt_areas, T)  # (D, T), (G, T)
+    dpos, gpos = da > 0, ga > 0
+    inter = np.zeros((D, G), dtype=np.int64)
+    for t in np.flatnonzero(dpos.any(0) & gpos.any(0)):  # frames where some dt and some gt are non-empty
+        di, gi = np.flatnonzero(dpos[:, t]), np.flatnonzero(gpos[:, t])
         iou = np.asarray(mask_util.iou([dt_segs[i][t] for i in di], [gt_segs[j][t] for j in gi], [0] * len(gi)))
-        ad = np.array([dt_areas[i][t] for i in di], dtype=np.float64)
-        ag = np.array([gt_areas[j][t] for j in gi], dtype=np.float64)
+        ad, ag = da[di, t].astype(np.float64), ga[gi, t].astype(np.float64)
         # iou = I / (a_d + a_g - I)  =>  I = iou * (a_d + a_g) / (1 + iou); integers, so rint is exact.
-        rec = np.rint(iou * (ad[:, None] + ag[None, :]) / (1.0 + iou)).astype(np.int64)
-        inter[np.ix_(di, gi)] += rec
-    dl = np.array([len(s) for s in dt_segs])
-    gl = np.array([len(s) for s in gt_segs])
-    m = np.minimum(dl[:, None], gl[None, :])  # zip length per pair
-    dcum = [np.concatenate([[0], np.cumsum(a)]) for a in dt_areas]
-    gcum = [np.concatenate([[0], np.cumsum(a)]) for a in gt_areas]
-    union = np.empty((D, G), dtype=np.int64)
-    for i in range(D):
-        for j in range(G):
-            union[i, j] = dcum[i][m[i, j]] + gcum[j][m[i, j]] - inter[i, j]
+        inter[np.ix_(di, gi)] += np.rint(iou * (ad[:, None] + ag[None, :]) / (1.0 + iou)).astype(np.int64)
+    m = np.minimum(np.array([len(s) for s in dt_segs])[:, None], np.array([len(s) for s in gt_segs])[None, :])
+    dcum = np.concatenate([np.zeros((D, 1), np.int64), np.cumsum(da, 1)], 1)  # area of the first t frames
+    gcum = np.concatenate([np.zeros((G, 1), np.int64), np.cumsum(ga, 1)], 1)
+    union = dcum[np.arange(D)[:, None], m] + gcum[np.arange(G)[None, :], m] - inter  # zip length per pair
     out = np.zeros((D, G))
     pos = union > 0
     out[pos] = inter[pos].astype(np.float64) / union[pos].astype(np.float64)
@@ -429,7 +449,8 @@ def _evaluate_video(vgts, vdts, results, cat_index, acc):
     cats = sorted({a["category_id"] for a in vgts} | set(vdts), key=cat_index.get)
     kept = {c: _keep_top_dts(vdts.get(c, []), results) for c in cats}
     all_dt = [i for c in cats for i in kept[c]]
-    ious_all = video_iou_matrix([results.segmentations[i] for i in all_dt], [g["segmentations"] for g in vgts])
+    ious_all = video_iou_matrix([results.segmentations[i] for i in all_dt], [g["segmentations"] for g in vgts],
+                                dt_areas=[results.areas(i) for i in all_dt], gt_areas=[_gt_areas(g) for g in vgts])
     dpos = {i: p for p, i in enumerate(all_dt)}
     for c in cats:
         gsel = [j for j, g in enumerate(vgts) if g["category_id"] == c]
