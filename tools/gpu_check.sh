@@ -116,8 +116,7 @@ step "3/3 $ITERS AMP ($AMP_PREC) training iterations on synthetic data"
 DATA="$DETECTRON2_DATASETS/gpu_check_vis"
 run data 30 "$PY" - "$DATA" <<'PYDATA'
 import os, sys
-sys.path.insert(0, os.path.join(os.getcwd(), "datasets"))
-from make_synthetic_vis import make_synthetic_vis
+from stmask_d2.data.synthetic import make_synthetic_vis
 out = sys.argv[1]
 if not os.path.isfile(os.path.join(out, "train.json")):
     print("wrote", make_synthetic_vis(out, num_videos=12, num_frames=6, height=128, width=224))
