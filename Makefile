@@ -2,6 +2,7 @@
 #   make demo   the main job: install, synthetic data, train, evaluate, demo video   (see README.md)
 #   make test   install what is missing and run the whole test suite (CI runs exactly this)
 #   make test-fast   the quick loop: the suite without the tests marked slow (pytest -m "not slow")
+#   make clean-demo  remove what `make demo` wrote (output/demo, output/main_job, datasets/synthetic_vis)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
@@ -21,4 +22,4 @@ demo: install
 	$(PY) tools/main_job.py
 
 clean-demo:
-	rm -rf output/demo output/main_job datasets/synthetic_main
+	rm -rf output/demo output/main_job datasets/synthetic_vis
