@@ -38,12 +38,12 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..utils.errors import InputError, run_cli
+from .setup import REPO_ROOT as ROOT  # the repository
 
 __all__ = ["TABLES", "METRICS", "small_row_opts", "prepare_synthetic", "run_table", "format_table", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRICS = ("AP", "AP50", "AP75", "AR1", "AR10", "HOTA", "AssA")
 SMALL_BASE = "configs/synthetic/STMask_R18_synthetic.yaml"
 

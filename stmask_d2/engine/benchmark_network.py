@@ -19,11 +19,11 @@ from detectron2.layers import ShapeSpec
 from ..modeling.backbone import build_stmask_resnet_fpn_backbone
 from ..modeling.heads import build_prediction_head, build_protonet
 from ..utils.errors import UserError, run_cli
+from .setup import REPO_ROOT as ROOT  # the repository
 from .setup import get_stmask_cfg
 
 __all__ = ["get_parser", "main"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "youtubevis_2019", "STMask_R50_DCN_ada.yaml")
 
 
@@ -62,9 +62,10 @@ def _benchmark_network(argv):
 
     try:
         h, w = (int(v) for v in args.size.lower().split("x"))
-        assert h > 0 and w > 0
-    except (ValueError, AssertionError):
-        raise UserError(f"--size {args.size!r}: give the frame as HxW with positive integers, e.g. 360x640.") from None
+    except ValueError:
+        h = w = 0
+    if h <= 0 or w <= 0:
+        raise UserError(f"--size {args.size!r}: give the frame as HxW with positive integers, e.g. 360x640.")
     overrides = {k: v for k, v in (("MODEL.RESNETS.DEPTH", args.depth), ("MODEL.RESNETS.DEFORM_INTERVAL",
                  args.interval), ("MODEL.STMASK.FCB.MODE", args.fcb)) if v is not None}
     cfg = get_stmask_cfg(args.config_file, (), overrides, validate=False, freeze=False)

@@ -25,10 +25,10 @@ import tempfile
 import time
 
 from ..utils.errors import InputError, run_cli
+from .setup import REPO_ROOT as ROOT  # the repository
 
 __all__ = ["VARIANTS", "get_parser", "make_batches", "time_steps", "main"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 VARIANTS = ("adamw_unfused", "dcn_grid_sample", "dcn_torchvision", "amp", "fp32")
 
@@ -115,7 +115,6 @@ def _build_loop(cfg, batches):
 def time_steps(cfg, batches, steps, warmup, dcn=None):
     """Median seconds of ``steps`` training steps after ``warmup`` untimed ones, and the total loss of the last
     step. ``dcn``: the CPU deformable conv implementation to use (None: the default)."""
-    import torch
     from detectron2.utils.events import EventStorage
 
     from ..layers.deform_conv import cpu_deform_conv_impl
@@ -136,8 +135,6 @@ def time_steps(cfg, batches, steps, warmup, dcn=None):
             loss = storage.history("total_loss").latest() if "total_loss" in storage.histories() else float("nan")
     finally:
         cpu_deform_conv_impl(prev)
-    del loop
-    torch.set_grad_enabled(True)
     return statistics.median(times), float(loss)
 
 
@@ -163,8 +160,9 @@ def _benchmark_train_step(argv):
     for v in variants:
         opts, dcn = _variant_opts(v)
         cfgs[v] = (get_stmask_cfg(args.config_file, base + opts, validate=True, training=True), dcn)
-    print(f"training step of {args.config_file}: batch {cfg.SOLVER.IMS_PER_BATCH}, input {min(cfg.INPUT.MIN_SIZE_TRAIN)}/{cfg.INPUT.MAX_SIZE_TRAIN}, "
-          f"optimizer {cfg.SOLVER.OPTIMIZER} (ADAMW_FUSED {cfg.SOLVER.ADAMW_FUSED}), AMP {cfg.SOLVER.AMP.ENABLED}, "
+    print(f"training step of {args.config_file}: batch {cfg.SOLVER.IMS_PER_BATCH}, input "
+          f"{min(cfg.INPUT.MIN_SIZE_TRAIN)}/{cfg.INPUT.MAX_SIZE_TRAIN}, optimizer {cfg.SOLVER.OPTIMIZER} "
+          f"(ADAMW_FUSED {cfg.SOLVER.ADAMW_FUSED}), AMP {cfg.SOLVER.AMP.ENABLED}, "
           f"torch threads {torch.get_num_threads()}; {args.rounds} alternating rounds of {args.warmup}+{args.steps} "
           f"steps", flush=True)
     times = {k: [] for k in cfgs}

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from ..utils.errors import run_cli
+from .setup import REPO_ROOT as ROOT  # the repository
 
 __all__ = ["write_frames", "get_parser", "main"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic.yaml")
 
 

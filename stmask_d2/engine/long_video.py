@@ -13,11 +13,11 @@ import time
 
 from ..data.synthetic import synthetic_video
 from ..utils.memory import rss_mib
+from .setup import REPO_ROOT as ROOT  # the repository
 
 __all__ = ["DEFAULT_CONFIG", "build_tiny_model", "instrument_tracker", "run", "get_parser", "main", "rss_mib",
            "synthetic_stream"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 
 

@@ -21,11 +21,11 @@ import sys
 import time
 
 from ..utils.errors import run_cli
+from .setup import REPO_ROOT as ROOT  # the repository
 
 __all__ = ["make_data", "job_cfg", "train", "iteration_time", "evaluate", "pick_demo_video", "contact_sheet",
            "get_parser", "main"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
 CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 # Generation settings of the synthetic dataset (frames at 128x224, the config's input size).

@@ -13,9 +13,12 @@ import tempfile
 
 from ..utils.errors import ConfigError
 
-__all__ = ["get_stmask_cfg", "build_cfg", "setup_cfg"]
+__all__ = ["REPO_ROOT", "get_stmask_cfg", "build_cfg", "setup_cfg"]
 
 logger = logging.getLogger(__name__)
+
+# The repository (configs/, datasets/, output/ of the tools resolve against it).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config_msg(e):

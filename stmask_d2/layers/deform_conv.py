@@ -24,7 +24,8 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformConv2d", "cpu_deform_conv_impl", "deform_conv2d_gathered", "deform_conv2d_sampled", "force_sampled_deform_conv"]
+__all__ = ["DeformConv2d", "cpu_deform_conv_impl", "deform_conv2d_gathered", "deform_conv2d_sampled",
+           "force_sampled_deform_conv"]
 
 _FORCE_SAMPLED = [False]
 _CPU_IMPLS = ("gather", "grid_sample", "torchvision")
@@ -207,13 +208,10 @@ class DeformConv2d(nn.Module):
             w = (x.shape[-1] + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1)
             shape = (x.shape[0], self.out_channels, h // self.stride[0] + 1, w // self.stride[1] + 1)
             return x.new_zeros(shape)
-        op = deform_conv2d
+        op = self._fast_op(x) or deform_conv2d
         dtype = x.dtype
-        if self._use_sampled(x, offset, mask):
-            gather = not _FORCE_SAMPLED[0] and x.device.type == "cpu" and _CPU_IMPL[0] == "gather"
-            op = deform_conv2d_gathered if gather else deform_conv2d_sampled
-            if dtype not in (torch.float32, torch.float64):
-                dtype = torch.float32  # the bilinear weights / embedding_bag run in fp32 under bf16 / fp16 autocast
+        if op is not deform_conv2d and dtype not in (torch.float32, torch.float64):
+            dtype = torch.float32  # the tap coordinates / bilinear weights run in fp32 under bf16 / fp16 autocast
         elif dtype == torch.bfloat16 or (dtype == torch.float16 and x.device.type == "cpu"):
             dtype = torch.float32  # torchvision's kernels have no bf16 (nor CPU fp16): run it in fp32 (autocast)
         out = op(
@@ -232,16 +230,21 @@ class DeformConv2d(nn.Module):
             out = self.activation(out)
         return out
 
-    def _use_sampled(self, x, offset, mask) -> bool:
-        """A fast path applicable (see the module docstring): the CPU gather (or, under
-        :class:`force_sampled_deform_conv`, the grid_sample formulation on any device)?"""
+    def _fast_op(self, x):
+        """The fast path for input ``x`` (see the module docstring), or None for torchvision's op: the grid_sample
+        form under :class:`force_sampled_deform_conv` (any device), else on CPU the :func:`cpu_deform_conv_impl`
+        setting (the grid_sample form needs maps of at least 2x2)."""
         if self.groups != 1 or self.deformable_groups != 1:
-            return False
+            return None
         if _FORCE_SAMPLED[0]:
-            return True
-        if x.device.type != "cpu" or _CPU_IMPL[0] == "torchvision":
-            return False
-        return _CPU_IMPL[0] == "gather" or min(x.shape[-2:]) >= 2  # grid_sample: maps of at least 2x2
+            return deform_conv2d_sampled
+        if x.device.type != "cpu":
+            return None
+        if _CPU_IMPL[0] == "gather":
+            return deform_conv2d_gathered
+        if _CPU_IMPL[0] == "grid_sample" and min(x.shape[-2:]) >= 2:
+            return deform_conv2d_sampled
+        return None
 
     def extra_repr(self):
         return (
