@@ -160,20 +160,12 @@ def load_ytvis_gt(gt):
 class YTVISResults:
     """Validated results: parallel lists in results order (entries of categories absent from the GT dropped)."""
 
-    def __init__(self, video_id, category_id, score, segmentations, avg_area, frame_areas=None):
+    def __init__(self, video_id, category_id, score, segmentations, avg_area):
         self.video_id = video_id
         self.category_id = category_id
         self.score = score
         self.segmentations = segmentations
         self.avg_area = avg_area
-        # per result: (len(segmentations),) int64 mask area per frame, 0 for None; computed on first use if not given
-        self.frame_areas = frame_areas if frame_areas is not None else [None] * len(score)
-
-    def areas(self, i):
-        """Per-frame mask areas of result ``i`` (int64, 0 where the segmentation is None)."""
-        if self.frame_areas[i] is None:
-            self.frame_areas[i] = _areas(self.segmentations[i])
-        return self.frame_areas[i]
 
     def __len__(self):
         return len(self.score)
@@ -193,7 +185,7 @@ def load_ytvis_results(results, gt, lenient=False):
     if not isinstance(res, list):
         raise YTVISEvalError(f"results must be a JSON list of entries, got {type(res).__name__}")
     cats = set(gt.cat_ids)
-    vids, cids, scores, segs_all, avg_areas, frame_areas = [], [], [], [], [], []
+    vids, cids, scores, segs_all, avg_areas = [], [], [], [], []
     dropped = 0
     for i, r in enumerate(res):
         _check_result_entry(i, r, gt, lenient)
@@ -208,15 +200,12 @@ def load_ytvis_results(results, gt, lenient=False):
         cids.append(r["category_id"])
         scores.append(float(r["score"]))
         segs_all.append(rles)
-        areas = _result_areas(f"results[{i}]", rles, size)
-        frame_areas.append(areas)
-        truthy = areas[areas > 0]
-        avg_areas.append(float(truthy.mean()) if len(truthy) else 0)
+        avg_areas.append(_result_avg_area(f"results[{i}]", rles, size))
     if dropped:
         logger.warning("%d result(s) with a category_id not in the ground truth were ignored", dropped)
     if not res:
         logger.warning("results list is empty: every metric is 0 (-1 for categories without ground truth)")
-    return YTVISResults(vids, cids, scores, segs_all, avg_areas, frame_areas)
+    return YTVISResults(vids, cids, scores, segs_all, avg_areas)
 
 
 def _check_result_entry(i, r, gt, lenient):
@@ -265,16 +254,17 @@ def _result_rle(where, s, vid, size):
     return s
 
 
-def _result_areas(where, rles, size):
-    """Per-frame mask areas of one result's RLEs (0 for None entries), int64; a corrupt RLE is an error naming
-    ``where``. The result's average area (official ``avg_area``) is the mean of the non-zero ones."""
+def _result_avg_area(where, rles, size):
+    """Mean of the non-zero mask areas of one result's RLEs (None entries skipped), 0 if none."""
+    present = [s for s in rles if s is not None]
     try:
-        areas = _areas(rles)
+        areas = mask_util.area(present) if present else np.zeros(0)
     except Exception as e:
         raise YTVISEvalError(f"{where}: unreadable RLE ({e})") from None
     if len(areas) and int(np.max(areas)) > size[0] * size[1]:
         raise YTVISEvalError(f"{where}: an RLE covers more pixels than the frame; corrupt counts?")
-    return areas
+    truthy = areas[areas > 0]
+    return float(truthy.mean()) if len(truthy) else 0
 
 
 # ----------------------------------------------------------------------------------------------------- video IoU
@@ -285,13 +275,6 @@ def _areas(segs):
     if idx:
         out[idx] = mask_util.area([segs[t] for t in idx])
     return out
-
-
-def _gt_areas(ann):
-    """Per-frame mask areas of a GT annotation of :class:`YTVISGroundTruth` (computed once, kept in the dict)."""
-    if "_mask_areas" not in ann:
-        ann["_mask_areas"] = _areas(ann["segmentations"])
-    return ann["_mask_areas"]
 
 
 def _pad_areas(areas, length):
@@ -449,8 +432,7 @@ def _evaluate_video(vgts, vdts, results, cat_index, acc):
     cats = sorted({a["category_id"] for a in vgts} | set(vdts), key=cat_index.get)
     kept = {c: _keep_top_dts(vdts.get(c, []), results) for c in cats}
     all_dt = [i for c in cats for i in kept[c]]
-    ious_all = video_iou_matrix([results.segmentations[i] for i in all_dt], [g["segmentations"] for g in vgts],
-                                dt_areas=[results.areas(i) for i in all_dt], gt_areas=[_gt_areas(g) for g in vgts])
+    ious_all = video_iou_matrix([results.segmentations[i] for i in all_dt], [g["segmentations"] for g in vgts])
     dpos = {i: p for p, i in enumerate(all_dt)}
     for c in cats:
         gsel = [j for j, g in enumerate(vgts) if g["category_id"] == c]
