@@ -212,6 +212,10 @@ def add_stmask_config(cfg):
     # ADAMW only: PyTorch's fused AdamW kernel (``fused=True``: one kernel updates every parameter; the same update
     # as the per-parameter loop, about 10x less optimizer time on CPU). False: PyTorch's default implementation.
     _C.SOLVER.ADAMW_FUSED = True
+    # Per-parameter gradient-norm clipping (SOLVER.CLIP_GRADIENTS with CLIP_TYPE "norm") computed for all parameters
+    # in a few batched kernels (stmask_d2/engine/grad_clip.py; the same coefficients as Detectron2's one
+    # clip_grad_norm_ call per parameter). False: Detectron2's per-parameter loop.
+    _C.SOLVER.CLIP_GRADIENTS.BATCHED = True
     # Skip the optimizer step (with a warning) when the total loss is not finite (released behaviour).
     _C.SOLVER.SKIP_NONFINITE_LOSS = True
 

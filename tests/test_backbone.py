@@ -141,3 +141,18 @@ def test_fpn_semantics():
             lat5, size=c["res4"].shape[-2:], mode="bilinear", align_corners=False
         )
         torch.testing.assert_close(out["p4"], torch.relu(m.pred_layers[1](lat4)))
+
+
+def test_r18_at_half_width_builds_and_runs():
+    """Basic-block ResNets take any RES2_OUT_CHANNELS (Detectron2 insists on 64): the main job's R-18 at width 32."""
+    cfg = _cfg(18, 2, NORM="GN", STEM_OUT_CHANNELS=32, DEFORM_ON_PER_STAGE=[False, False, False, True])
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 32
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    r = build_stmask_resnet_backbone(cfg, ShapeSpec(channels=3))
+    out = r(torch.randn(2, 3, 64, 96))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "res3": (2, 64, 8, 12), "res4": (2, 128, 4, 6), "res5": (2, 256, 2, 3)}
+    assert r.stem.conv1.out_channels == 32 and r.res2[0].conv1.out_channels == 32
+    assert {k: s.channels for k, s in r.output_shape().items()} == {"res3": 64, "res4": 128, "res5": 256}
+    assert _deform_sets(r)["res5"] == {0}

@@ -32,3 +32,66 @@ def test_fused_adamw_equals_the_per_parameter_update():
     for a, b in zip(nets[True].parameters(), nets[False].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert not torch.equal(nets[True][0].weight, net[0].weight)  # it trained
+
+
+def _grads(seed):
+    torch.manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(*s)) for s in [(8, 3, 3, 3), (8,), (4, 8), (1,), (5, 5)]]
+    for i, p in enumerate(params):
+        if i != 3:  # one parameter without a gradient
+            p.grad = torch.randn_like(p) * (0.1 if i == 1 else 10.0)  # one below the limit, the others above
+    params.append(torch.nn.Parameter(torch.randn(6, dtype=torch.float64)))
+    params[-1].grad = torch.randn(6, dtype=torch.float64) * 5  # another dtype: its own batch
+    return params
+
+
+def test_batched_per_parameter_clipping_equals_clip_grad_norm_per_parameter():
+    from stmask_d2.engine.grad_clip import clip_grad_norm_per_parameter_
+
+    for norm_type in (2.0, float("inf"), 1.0):
+        ours, ref = _grads(1), _grads(1)
+        clip_grad_norm_per_parameter_(ours, 1.5, norm_type)
+        for p in ref:
+            if p.grad is not None:
+                torch.nn.utils.clip_grad_norm_(p, 1.5, norm_type)
+        for a, b in zip(ours, ref):
+            assert (a.grad is None) == (b.grad is None)
+            if a.grad is not None:
+                torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+        assert float(ours[1].grad.norm()) < 1.5 and torch.equal(ours[1].grad, _grads(1)[1].grad)  # untouched
+        assert abs(float(ours[0].grad.norm(norm_type)) - 1.5) < 1e-3  # clipped to the limit
+
+
+def test_trainer_optimizers_clip_like_detectron2():
+    """SGD (released) and AdamW from the trainer: the same steps as Detectron2's per-parameter clipping wrapper."""
+    from detectron2.solver.build import maybe_add_gradient_clipping
+
+    for name in ("SGD", "ADAMW"):
+        cfg = _cfg(False)
+        cfg.merge_from_list(["SOLVER.OPTIMIZER", name])
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.Conv2d(8, 4, 1))
+        ours_net, ref_net = copy.deepcopy(net), copy.deepcopy(net)
+        ours = STMaskTrainer.build_optimizer(cfg, ours_net)
+        assert "GradientClip" in type(ours).__name__
+        to_ref = {id(p): q for p, q in zip(ours_net.parameters(), ref_net.parameters())}
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [to_ref[id(p)] for p in g["params"]]}
+                  for g in ours.param_groups]  # the same groups (lr, decay, momentum ...) over the copy
+        ref = maybe_add_gradient_clipping(cfg, type(ours).__mro__[1])(groups)
+        x = torch.randn(2, 3, 9, 9)
+        for step in range(3):
+            for n_, o in ((ours_net, ours), (ref_net, ref)):
+                o.zero_grad()
+                (n_(x).square().sum() * (step + 1)).backward()
+                o.step()
+        for a, b in zip(ours_net.parameters(), ref_net.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        assert not torch.equal(ours_net[0].weight, net[0].weight)
+
+
+def test_clip_batched_false_is_detectron2s_loop():
+    cfg = _cfg(True)
+    net = torch.nn.Conv2d(3, 4, 3)
+    assert STMaskTrainer.build_optimizer(cfg, net).step.__func__.__module__ == "stmask_d2.engine.grad_clip"
+    cfg.merge_from_list(["SOLVER.CLIP_GRADIENTS.BATCHED", False])
+    assert STMaskTrainer.build_optimizer(cfg, net).step.__func__.__module__ == "detectron2.solver.build"

@@ -5,10 +5,11 @@ Steps (each prints its wall time; outputs under ``output/``):
 1. generate the synthetic YouTube-VIS-format dataset (``stmask_d2.data.synthetic``) under
    ``$DETECTRON2_DATASETS/synthetic_vis`` and split it by video into train_sub / valid_sub (skipped when present
    with the same generation settings);
-2. train ``configs/synthetic/STMask_R18_synthetic_TF.yaml`` (STMask with FCA, FCB(ada) and temporal fusion) into
-   ``output/main_job`` (skipped when ``model_final.pth`` of the same settings exists; ``--retrain`` forces it);
+2. train ``configs/synthetic/STMask_R18w32_synthetic_TF.yaml`` (STMask with FCA, FCB(ada) and temporal fusion on a
+   half-width ResNet-18; bf16 autocast where the CPU computes bf16 natively, fp16 on CUDA) into ``output/main_job``
+   (skipped when ``model_final.pth`` of the same settings exists; ``--retrain`` forces it);
 3. evaluate it on the held-out ``synthetic_vis_valid_sub`` (AP table + HOTA) -> ``output/demo/metrics.json``;
-4. run ``demo/demo.py`` on a held-out video -> ``output/demo/demo.mp4``, ``output/demo/results.json`` and
+4. run ``demo/demo.py`` (with the job's config, ``output/main_job/main_job_config.yaml``) on a held-out video -> ``output/demo/demo.mp4``, ``output/demo/results.json`` and
    ``output/demo/contact_sheet.png``.
 
     python tools/main_job.py [--iters N] [--retrain] [--output output] [KEY VALUE ...]
@@ -27,7 +28,7 @@ __all__ = ["make_data", "job_cfg", "train", "iteration_time", "evaluate", "pick_
            "get_parser", "main"]
 
 
-CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
+CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18w32_synthetic_TF.yaml")
 # Generation settings of the synthetic dataset (frames at 128x224, the config's input size).
 DATA = dict(num_videos=80, num_frames=12, height=128, width=224, num_categories=5, max_instances=4, seed=1)
 VALID_FRACTION = 0.15
@@ -59,12 +60,26 @@ def make_data(root):
     return out
 
 
+def amp_available(device):
+    """True when mixed precision speeds training up on ``device`` ("cpu" / "cuda"): CUDA, or a CPU that computes
+    bf16 natively (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slower than fp32."""
+    if device.startswith("cuda"):
+        return True
+    from ..modeling.inference_opts import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
 def job_cfg(args, output_dir):
     """The job's config: CONFIG, its schedule rescaled to ``--iters``, the job's datasets / output / evaluation
-    settings, then the user's ``KEY VALUE`` pairs (one config path: :func:`stmask_d2.engine.setup.get_stmask_cfg`)."""
+    settings, SOLVER.AMP.ENABLED where :func:`amp_available`, then the user's ``KEY VALUE`` pairs (one config path:
+    :func:`stmask_d2.engine.setup.get_stmask_cfg`)."""
     from .setup import get_stmask_cfg
 
     base = get_stmask_cfg(CONFIG, validate=False)
+    from ..config import resolve_device
+
+    device = "cpu" if args.cpu else resolve_device(base.MODEL.DEVICE)
     schedule = []
     if args.iters:  # rescale the config's schedule to another length
         scale = args.iters / base.SOLVER.MAX_ITER
@@ -77,6 +92,7 @@ def job_cfg(args, output_dir):
         "DATASETS.TEST", ("synthetic_vis_valid_sub",),
         "TEST.YTVIS_HOTA", True,
         "MODEL.DEVICE", "cpu" if args.cpu else base.MODEL.DEVICE,
+        "SOLVER.AMP.ENABLED", amp_available(device),
     ]
     return get_stmask_cfg(CONFIG, job + list(args.opts), validate=True, training=True)
 
@@ -222,7 +238,14 @@ def _main_job(argv):
     from detectron2.utils.env import seed_all_rng
 
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)  # same numbers on every run (config SEED)
-    t = step(f"2/4 training {os.path.relpath(CONFIG, ROOT)} for {cfg.SOLVER.MAX_ITER} iterations on {cfg.MODEL.DEVICE}")
+    from ..config import resolve_device
+    from .train_loop import amp_dtype
+
+    device = resolve_device(cfg.MODEL.DEVICE)
+    amp = f"AMP {str(amp_dtype(cfg.SOLVER.AMP.PRECISION, device.split(':')[0])).replace('torch.', '')}" \
+        if cfg.SOLVER.AMP.ENABLED else "fp32"
+    t = step(f"2/4 training {os.path.relpath(CONFIG, ROOT)} for {cfg.SOLVER.MAX_ITER} iterations on {device}, "
+             f"{amp}")
     weights = train(cfg, args.retrain)
     done(t)
 
@@ -235,7 +258,7 @@ def _main_job(argv):
     video, frames_dir = pick_demo_video(data_dir)
     cmd = [
         sys.executable, os.path.join(ROOT, "demo", "demo.py"),
-        "--config-file", CONFIG,
+        "--config-file", os.path.join(cfg.OUTPUT_DIR, "main_job_config.yaml"),  # the job's model, user's keys too
         "--input", frames_dir,
         "--output", os.path.join(demo_dir, "demo.mp4"),
         "--output-json", os.path.join(demo_dir, "results.json"),

@@ -15,13 +15,14 @@ from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, create_ddp_model
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
-from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.solver.build import get_default_optimizer_params
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from .checkpoint import AtomicDetectionCheckpointer
 from .errors import ConfigError
+from .grad_clip import add_batched_gradient_clipping
 from .setup import build_cfg, setup_cfg  # noqa: F401  (re-exported)
 from .train_loop import NonFiniteSkippingAMPTrainer, NonFiniteSkippingTrainer
 
@@ -206,10 +207,14 @@ class STMaskTrainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         """SGD with momentum (released) or AdamW (``SOLVER.OPTIMIZER: ADAMW``, for models trained from scratch),
-        with Detectron2's per-parameter weight decay / lr rules and gradient clipping (``SOLVER.CLIP_GRADIENTS``)."""
+        with Detectron2's per-parameter weight decay / lr rules and gradient clipping (``SOLVER.CLIP_GRADIENTS``;
+        per-parameter norm clipping batched: :mod:`stmask_d2.engine.grad_clip`)."""
         name = cfg.SOLVER.OPTIMIZER.upper()
         if name == "SGD":
-            return super().build_optimizer(cfg, model)
+            plain = cfg.clone()
+            plain.defrost()
+            plain.SOLVER.CLIP_GRADIENTS.ENABLED = False  # added below, batched
+            return add_batched_gradient_clipping(cfg, super().build_optimizer(plain, model))
         if name != "ADAMW":
             raise ConfigError(f"SOLVER.OPTIMIZER must be SGD or ADAMW, got {cfg.SOLVER.OPTIMIZER!r}.")
         params = get_default_optimizer_params(
@@ -219,7 +224,7 @@ class STMaskTrainer(DefaultTrainer):
             bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         )
-        return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
+        return add_batched_gradient_clipping(cfg, torch.optim.AdamW)(
             params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
             **({"fused": True} if cfg.SOLVER.ADAMW_FUSED and _fused_adamw_supported(model) else {}),
         )
