@@ -1,6 +1,7 @@
 """The CPU fast paths of the deformable conv (channels-last gather, grid_sample) equal torchvision's deform_conv2d in value and in every gradient."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 from stmask_d2.layers import DeformConv2d
@@ -78,3 +79,43 @@ def test_gathered_offset_gradient_at_integer_positions_is_torchvisions():
         op(x, off, wt, padding=(1, 1)).backward(grad_out)
         grads.append(off.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+
+
+def _gather_grads(fn, index, table, weights, grad):
+    t, w = table.clone().requires_grad_(), weights.clone().requires_grad_()
+    out = fn(index, t, w)
+    out.backward(grad)
+    return out.detach().double(), t.grad.double(), w.grad.double()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_weighted_gather_backward_equals_embedding_bags(dtype):
+    """The gather's own backward (transposed gather + PyTorch's per-sample-weights kernel) gives autograd's
+    gradients of F.embedding_bag, with repeated rows in a bag, rows no bag reads and zero weights; in bf16 it is
+    at least as close to the float64 gradients as PyTorch's (it sums the table gradient in fp32)."""
+    from stmask_d2.layers.deform_conv import _WeightedGather
+
+    g = torch.Generator().manual_seed(0)
+    index = torch.randint(0, 40, (300, 4), generator=g)
+    index[0] = torch.tensor([3, 3, 3, 5])  # one row read several times by one bag
+    index[index == 7] = 8  # row 7 is never read: its gradient is zero
+    table = torch.randn(50, 16, generator=g)
+    weights = torch.rand(300, 4, generator=g)
+    weights[5] = 0
+    grad = torch.randn(300, 16, generator=g)
+
+    def torch_bags(i, t, w):
+        return F.embedding_bag(i, t, per_sample_weights=w, mode="sum")
+
+    args = [x.to(dtype) for x in (table, weights, grad)]
+    ours = _gather_grads(_WeightedGather.apply, index, args[0], args[1], args[2])
+    ref = _gather_grads(torch_bags, index, args[0], args[1], args[2])
+    assert torch.all(ours[1][7] == 0) and ours[1][3].abs().sum() > 0
+    if dtype != torch.bfloat16:
+        for a, b in zip(ours, ref):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        return
+    exact = _gather_grads(torch_bags, index, table.double(), weights.double(), grad.double())
+    for a, b, e in zip(ours, ref, exact):
+        assert (a - e).abs().max() <= (b - e).abs().max() + 1e-6
+        torch.testing.assert_close(a, e, rtol=5e-2, atol=5e-2)
