@@ -119,3 +119,24 @@ def test_weighted_gather_backward_equals_embedding_bags(dtype):
     for a, b, e in zip(ours, ref, exact):
         assert (a - e).abs().max() <= (b - e).abs().max() + 1e-6
         torch.testing.assert_close(a, e, rtol=5e-2, atol=5e-2)
+
+
+def test_gather_autograd_setting_gives_the_same_module_gradients():
+    from stmask_d2.layers.deform_conv import cpu_deform_conv_impl
+
+    torch.manual_seed(0)
+    conv = DeformConv2d(6, 5, 3, padding=1)
+    x = torch.randn(2, 6, 7, 9)
+    offset = torch.randn(2, 18, 7, 9)
+    grads = {}
+    for impl in ("gather", "gather_autograd"):
+        prev = cpu_deform_conv_impl(impl)
+        try:
+            xi, oi = x.clone().requires_grad_(), offset.clone().requires_grad_()
+            conv.zero_grad()
+            conv(xi, oi).square().sum().backward()
+            grads[impl] = (xi.grad, oi.grad, conv.weight.grad.clone())
+        finally:
+            cpu_deform_conv_impl(prev)
+    for a, b in zip(grads["gather"], grads["gather_autograd"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

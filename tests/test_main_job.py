@@ -19,6 +19,7 @@ def test_job_cfg_amp_where_the_cpu_computes_bf16(monkeypatch, tmp_path, native_b
     assert cfg.MODEL.DEVICE == "cpu" and cfg.OUTPUT_DIR == str(tmp_path)
     assert cfg.MODEL.RESNETS.RES2_OUT_CHANNELS == 32 and cfg.MODEL.STMASK.TF.ENABLED
     assert cfg.SOLVER.MAX_ITER == 1200 and tuple(cfg.SOLVER.STEPS) == (942, 1114)
+    assert cfg.DATALOADER.NUM_WORKERS == 0  # on CPU the data is loaded in the training process
 
 
 def test_job_cfg_user_keys_win_and_iters_rescale(monkeypatch, tmp_path):
@@ -26,9 +27,10 @@ def test_job_cfg_user_keys_win_and_iters_rescale(monkeypatch, tmp_path):
 
     monkeypatch.setattr(io, "cpu_has_native_bf16", lambda: True)
     args = main_job.get_parser().parse_args(["--cpu", "--iters", "450", "SOLVER.AMP.ENABLED", "False",
-                                             "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"])
+                                             "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "DATALOADER.NUM_WORKERS", "2"])
     cfg = main_job.job_cfg(args, str(tmp_path))
     assert cfg.SOLVER.AMP.ENABLED is False and cfg.MODEL.RESNETS.RES2_OUT_CHANNELS == 64
+    assert cfg.DATALOADER.NUM_WORKERS == 2
     assert cfg.SOLVER.MAX_ITER == 450 and tuple(cfg.SOLVER.STEPS) == (353, 417)
 
 

@@ -8,7 +8,8 @@ is timed is what ``train_net.py`` runs. Settings alternate for ``--rounds`` roun
 is printed, with the loss after the last step (the fp32 variants reach the same loss to float tolerance).
 
 Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED False), ``clip_per_param``
-(SOLVER.CLIP_GRADIENTS.BATCHED False: Detectron2's one clip_grad_norm_ per parameter), ``dcn_grid_sample`` /
+(SOLVER.CLIP_GRADIENTS.BATCHED False: Detectron2's one clip_grad_norm_ per parameter), ``dcn_gather_autograd``
+(the CPU deformable conv's gather with autograd's backward of embedding_bag), ``dcn_grid_sample`` /
 ``dcn_torchvision`` (the CPU deformable conv as grid_sample + matmul, or torchvision's op), ``amp``
 (SOLVER.AMP.ENABLED True: bf16 autocast on CPU, fp16 on CUDA), ``fp32`` (SOLVER.AMP.ENABLED False).
 
@@ -31,7 +32,8 @@ from .setup import REPO_ROOT as ROOT  # the repository
 __all__ = ["VARIANTS", "get_parser", "make_batches", "time_steps", "main"]
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
-VARIANTS = ("adamw_unfused", "clip_per_param", "dcn_grid_sample", "dcn_torchvision", "amp", "fp32")
+VARIANTS = ("adamw_unfused", "clip_per_param", "dcn_gather_autograd", "dcn_grid_sample", "dcn_torchvision", "amp",
+            "fp32")
 
 
 def get_parser():

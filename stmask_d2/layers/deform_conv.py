@@ -29,14 +29,15 @@ __all__ = ["DeformConv2d", "cpu_deform_conv_impl", "deform_conv2d_gathered", "de
            "force_sampled_deform_conv"]
 
 _FORCE_SAMPLED = [False]
-_CPU_IMPLS = ("gather", "grid_sample", "torchvision")
+_CPU_IMPLS = ("gather", "gather_autograd", "grid_sample", "torchvision")
 _CPU_IMPL = ["gather"]
 
 
 def cpu_deform_conv_impl(name=None):
     """The CPU implementation of ``DeformConv2d`` (groups = deformable groups = 1): "gather"
-    (:func:`deform_conv2d_gathered`, the default), "grid_sample" (:func:`deform_conv2d_sampled`) or "torchvision"
-    (``torchvision.ops.deform_conv2d``). All three compute the same function; the benchmark compares them
+    (:func:`deform_conv2d_gathered`, the default), "gather_autograd" (the same with autograd's backward of
+    ``F.embedding_bag`` instead of :class:`_WeightedGather`'s), "grid_sample" (:func:`deform_conv2d_sampled`) or
+    "torchvision" (``torchvision.ops.deform_conv2d``). All compute the same function; the benchmark compares them
     (``tools/benchmark.py --compare dcn_grid_sample,dcn_torchvision``). With ``name``, sets it; returns the
     previous setting."""
     prev = _CPU_IMPL[0]
@@ -176,7 +177,10 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     if n > 1:
         index = index + (torch.arange(n, device=x.device) * (h * w)).view(n, 1, 1, 1, 1)
     table = x.permute(0, 2, 3, 1).contiguous().view(n * h * w, c)  # channels-last rows (free if x is channels_last)
-    cols = _WeightedGather.apply(index.view(-1, 4), table, weights.reshape(-1, 4))
+    if _CPU_IMPL[0] == "gather_autograd":  # for the benchmarks: autograd's backward of embedding_bag
+        cols = F.embedding_bag(index.view(-1, 4), table, per_sample_weights=weights.reshape(-1, 4), mode="sum")
+    else:
+        cols = _WeightedGather.apply(index.view(-1, 4), table, weights.reshape(-1, 4))
     cols = cols.view(n, ho * wo, k * c)  # tap-major, channel-minor
     wmat = weight.permute(0, 2, 3, 1).reshape(cout, k * c)
     out = torch.matmul(cols, wmat.t())  # (n, ho * wo, cout)
@@ -279,7 +283,7 @@ class DeformConv2d(nn.Module):
             return deform_conv2d_sampled
         if x.device.type != "cpu":
             return None
-        if _CPU_IMPL[0] == "gather":
+        if _CPU_IMPL[0] in ("gather", "gather_autograd"):
             return deform_conv2d_gathered
         if _CPU_IMPL[0] == "grid_sample" and min(x.shape[-2:]) >= 2:
             return deform_conv2d_sampled
