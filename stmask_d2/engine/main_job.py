@@ -9,8 +9,8 @@ Steps (each prints its wall time; outputs under ``output/``):
    half-width ResNet-18; bf16 autocast where the CPU computes bf16 natively, fp16 on CUDA) into ``output/main_job``
    (skipped when ``model_final.pth`` of the same settings exists; ``--retrain`` forces it);
 3. evaluate it on the held-out ``synthetic_vis_valid_sub`` (AP table + HOTA) -> ``output/demo/metrics.json``;
-4. run ``demo/demo.py`` (with the job's config, ``output/main_job/main_job_config.yaml``) on a held-out video -> ``output/demo/demo.mp4``, ``output/demo/results.json`` and
-   ``output/demo/contact_sheet.png``.
+4. run ``demo/demo.py`` with the job's config (``output/main_job/main_job_config.yaml``) on a held-out video ->
+   ``output/demo/demo.mp4``, ``output/demo/results.json`` and ``output/demo/contact_sheet.png``.
 
     python tools/main_job.py [--iters N] [--retrain] [--output output] [KEY VALUE ...]
 """
@@ -73,13 +73,11 @@ def amp_available(device):
 def job_cfg(args, output_dir):
     """The job's config: CONFIG, its schedule rescaled to ``--iters``, the job's datasets / output / evaluation
     settings, SOLVER.AMP.ENABLED where :func:`amp_available`, no data-loader workers on CPU, then the user's
-    ``KEY VALUE`` pairs (one config path:
-    :func:`stmask_d2.engine.setup.get_stmask_cfg`)."""
+    ``KEY VALUE`` pairs (one config path: :func:`stmask_d2.engine.setup.get_stmask_cfg`)."""
+    from ..config import resolve_device
     from .setup import get_stmask_cfg
 
     base = get_stmask_cfg(CONFIG, validate=False)
-    from ..config import resolve_device
-
     device = "cpu" if args.cpu else resolve_device(base.MODEL.DEVICE)
     schedule = []
     if args.iters:  # rescale the config's schedule to another length
@@ -246,8 +244,8 @@ def _main_job(argv):
     from .train_loop import amp_dtype
 
     device = resolve_device(cfg.MODEL.DEVICE)
-    amp = f"AMP {str(amp_dtype(cfg.SOLVER.AMP.PRECISION, device.split(':')[0])).replace('torch.', '')}" \
-        if cfg.SOLVER.AMP.ENABLED else "fp32"
+    precision = str(amp_dtype(cfg.SOLVER.AMP.PRECISION, device.split(":")[0])) if cfg.SOLVER.AMP.ENABLED else "fp32"
+    amp = precision.replace("torch.", "AMP ")
     t = step(f"2/4 training {os.path.relpath(CONFIG, ROOT)} for {cfg.SOLVER.MAX_ITER} iterations on {device}, "
              f"{amp}")
     weights = train(cfg, args.retrain)
