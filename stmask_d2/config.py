@@ -116,6 +116,11 @@ def add_stmask_config(cfg):
     # the bounding kernel, per-kernel weights zero-padded and stacked; same parameters and function). On CPU
     # (384x640, 2 threads) separate is faster: it does 39 instead of 75 kernel taps per output triple.
     _C.MODEL.STMASK.HEAD.FCA_IMPL = "separate"
+    # On CPU, run the head on all FPN levels at once, packed side by side into one map with zero gaps (the same
+    # function as level by level; stmask_d2/modeling/heads/level_packing.py): one call of each conv instead of one
+    # per level. False = level by level, as released (and always on CUDA, under tracing / export, and with an FCB
+    # whose deformable conv is not the CPU gather).
+    _C.MODEL.STMASK.HEAD.PACK_LEVELS = True
 
     # FCB, feature calibration for boxes (§4, paper eqs. 6-9).
     _C.MODEL.STMASK.FCB = CN()

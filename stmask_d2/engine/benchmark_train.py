@@ -11,7 +11,8 @@ Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED Fa
 (SOLVER.CLIP_GRADIENTS.BATCHED False: Detectron2's one clip_grad_norm_ per parameter), ``dcn_gather_autograd``
 (the CPU deformable conv's gather with autograd's backward of embedding_bag), ``dcn_grid_sample`` /
 ``dcn_torchvision`` (the CPU deformable conv as grid_sample + matmul, or torchvision's op), ``amp``
-(SOLVER.AMP.ENABLED True: bf16 autocast on CPU, fp16 on CUDA), ``fp32`` (SOLVER.AMP.ENABLED False).
+(SOLVER.AMP.ENABLED True: bf16 autocast on CPU, fp16 on CUDA), ``fp32`` (SOLVER.AMP.ENABLED False),
+``head_per_level`` (MODEL.STMASK.HEAD.PACK_LEVELS False: the head level by level instead of on the packed levels).
 
     python tools/benchmark_train_step.py [--config-file configs/synthetic/STMask_R18_synthetic_TF.yaml]
         [--steps 5] [--warmup 2] [--rounds 2] [--threads 2] [--compare adamw_unfused+dcn_grid_sample,amp]
@@ -33,7 +34,7 @@ __all__ = ["VARIANTS", "get_parser", "make_batches", "time_steps", "main"]
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 VARIANTS = ("adamw_unfused", "clip_per_param", "dcn_gather_autograd", "dcn_grid_sample", "dcn_torchvision", "amp",
-            "fp32")
+            "fp32", "head_per_level")
 
 
 def get_parser():
@@ -67,6 +68,8 @@ def _variant_opts(variant):
             opts += ["SOLVER.ADAMW_FUSED", False]
         elif part == "clip_per_param":
             opts += ["SOLVER.CLIP_GRADIENTS.BATCHED", False]
+        elif part == "head_per_level":
+            opts += ["MODEL.STMASK.HEAD.PACK_LEVELS", False]
         elif part in ("amp", "fp32"):
             opts += ["SOLVER.AMP.ENABLED", part == "amp"]
         elif part.startswith("dcn_"):

@@ -140,7 +140,8 @@ class _WeightedGather(torch.autograd.Function):
         return None, grad_table, grad_weights
 
 
-def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None):
+def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None,
+                           bounds=None):
     """``torchvision.ops.deform_conv2d`` (groups = deformable groups = 1) as a bilinear gather of channels-last
     input rows with ``F.embedding_bag`` followed by one matmul. Same arguments and result.
 
@@ -148,6 +149,10 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     weights (1 - ly or ly) * (1 - lx or lx); a corner outside the map contributes zero (its weight is zeroed, its
     index clamped into the map). Gradients reach ``x`` through the gather, ``offset`` and ``mask`` through the
     per-sample weights.
+
+    ``bounds`` (optional): (y_lo, y_hi, x_lo, x_hi), each (Ho, Wo) int64, a rectangle of input cells per output
+    location; a corner outside its location's rectangle counts as outside the map (several maps packed into one,
+    :mod:`stmask_d2.modeling.heads.level_packing`).
 
     Shapes: x (N, C, H, W), offset (N, 2*kh*kw, Ho, Wo), weight (Cout, C, kh, kw), mask (N, kh*kw, Ho, Wo)
     -> (N, Cout, Ho, Wo).
@@ -161,14 +166,18 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     y0, x0 = ys.detach().floor(), xs.detach().floor()
     ly, lx = ys - y0, xs - x0
     y0, x0 = y0.long(), x0.long()
+    if bounds is None:
+        y_lo, y_hi, x_lo, x_hi = 0, h, 0, w
+    else:  # (ho, wo) each -> (1, ho, wo, 1), against the (n, ho, wo, k) taps
+        y_lo, y_hi, x_lo, x_hi = (b.view(1, ho, wo, 1) for b in bounds)
     rows = []  # per corner: (flat index, weight)
     for dy, wy in ((0, 1 - ly), (1, ly)):
         yy = y0 + dy
-        in_y = (yy >= 0) & (yy < h)
+        in_y = (yy >= y_lo) & (yy < y_hi)
         yy = yy.clamp(0, h - 1) * w
         for dx, wx in ((0, 1 - lx), (1, lx)):
             xx = x0 + dx
-            inside = in_y & (xx >= 0) & (xx < w)
+            inside = in_y & (xx >= x_lo) & (xx < x_hi)
             rows.append((yy + xx.clamp(0, w - 1), wy * wx * inside.to(x.dtype)))
     index = torch.stack([r[0] for r in rows], -1)  # (n, ho, wo, k, 4)
     weights = torch.stack([r[1] for r in rows], -1)
@@ -233,18 +242,20 @@ class DeformConv2d(nn.Module):
         """Channels of the offset tensor ``forward`` expects: 2 * G * kh * kw."""
         return 2 * self.deformable_groups * self.kernel_size[0] * self.kernel_size[1]
 
-    def forward(self, x, offset, mask=None):
+    def forward(self, x, offset, mask=None, bounds=None):
         """
         Args:
             x: (N, Cin, H, W).
             offset: (N, 2*G*kh*kw, Ho, Wo), see the module docstring for the layout.
             mask: optional (N, G*kh*kw, Ho, Wo) modulation in [0, 1] (DCNv2).
+            bounds: optional per-location input rectangles, see :func:`deform_conv2d_gathered` (runs the gather
+                on any device; needs groups = deformable groups = 1).
         Returns:
             (N, Cout, Ho, Wo).
         """
-        return self.forward_with(x, offset, mask, self.weight, self.bias, self.norm)
+        return self.forward_with(x, offset, mask, self.weight, self.bias, self.norm, bounds)
 
-    def forward_with(self, x, offset, mask, weight, bias, norm):
+    def forward_with(self, x, offset, mask, weight, bias, norm, bounds=None):
         """``forward`` with the given weight / bias / norm (e.g. a BatchNorm folded into them)."""
         if x.numel() == 0:
             h = (x.shape[-2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1)
@@ -252,6 +263,11 @@ class DeformConv2d(nn.Module):
             shape = (x.shape[0], self.out_channels, h // self.stride[0] + 1, w // self.stride[1] + 1)
             return x.new_zeros(shape)
         op = self._fast_op(x) or deform_conv2d
+        extra = {}
+        if bounds is not None:
+            if self.groups != 1 or self.deformable_groups != 1:
+                raise ValueError("DeformConv2d bounds need groups = deformable groups = 1")
+            op, extra = deform_conv2d_gathered, {"bounds": bounds}
         dtype = x.dtype
         if op is not deform_conv2d and dtype not in (torch.float32, torch.float64):
             dtype = torch.float32  # the tap coordinates / bilinear weights run in fp32 under bf16 / fp16 autocast
@@ -266,12 +282,18 @@ class DeformConv2d(nn.Module):
             padding=self.padding,
             dilation=self.dilation,
             mask=None if mask is None else mask.to(dtype),
+            **extra,
         ).to(x.dtype)
         if norm is not None:
             out = norm(out)
         if self.activation is not None:
             out = self.activation(out)
         return out
+
+    def supports_bounds(self, x):
+        """True when ``forward(x, ..., bounds=...)`` runs this conv's usual implementation for ``x``: the CPU gather
+        (not under :class:`force_sampled_deform_conv`, not torchvision's op)."""
+        return self.groups == 1 and self.deformable_groups == 1 and self._fast_op(x) is deform_conv2d_gathered
 
     def _fast_op(self, x):
         """The fast path for input ``x`` (see the module docstring), or None for torchvision's op: the grid_sample

@@ -85,13 +85,13 @@ def _conv2d_folded_forward(self, x):
     return type(self).forward(self, x)
 
 
-def _deform_folded_forward(self, x, offset, mask=None):
+def _deform_folded_forward(self, x, offset, mask=None, bounds=None):
     """``DeformConv2d.forward`` with the norm folded (see the module docstring)."""
     if _use_folded(self, x):
         wb = _cached(self)
         if wb is not None:
-            return self.forward_with(x, offset, mask, wb[0], wb[1], norm=None)
-    return type(self).forward(self, x, offset, mask)
+            return self.forward_with(x, offset, mask, wb[0], wb[1], norm=None, bounds=bounds)
+    return type(self).forward(self, x, offset, mask, bounds)
 
 
 def enable_bn_folding(module: nn.Module) -> int:

@@ -86,11 +86,14 @@ class FCB(nn.Module):
             return self.offset_conv(d)
         return aligned_offsets(d, self.kernel_size, self.anchor_cells)
 
-    def forward(self, x: torch.Tensor, box_deltas: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, box_deltas: torch.Tensor, packing=None) -> torch.Tensor:
         """
         Args:
             x: (N, Cin, H, W) tower features.
             box_deltas: (N, 4, H, W) raw (tx, ty, tw, th) predicted for this kernel's anchor at each location.
+            packing: optional :class:`~stmask_d2.modeling.heads.level_packing.LevelPacking` when x holds several
+                levels packed into one map (zero gaps): the deformable taps stay in their level and the gaps are
+                zeroed before the second conv, so each level's output is that of the level on its own.
         Returns:
             (N, Cout, H, W).
         """
@@ -98,9 +101,21 @@ class FCB(nn.Module):
             f"box_deltas must be (N, 4, H, W) matching x {tuple(x.shape)}, got {tuple(box_deltas.shape)}"
         )
         offsets = self.offsets(box_deltas)
+        top, left = (0, 0) if self.symmetric else (self.pad4[2], self.pad4[0])
+        bounds = None if packing is None else packing.bounds(x.device, (top, left))
         if self.symmetric:
-            return self.conv(F.relu(self.dcn(x, offsets)))
-        return self.conv(F.pad(F.relu(self.dcn(F.pad(x, self.pad4), offsets)), self.pad4))
+            y = F.relu(self.dcn(x, offsets, bounds=bounds))
+        else:
+            y = F.relu(self.dcn(F.pad(x, self.pad4), offsets, bounds=bounds))
+        if packing is not None:
+            y = y * packing.mask(y)
+        return self.conv(y) if self.symmetric else self.conv(F.pad(y, self.pad4))
+
+    def packs_levels(self, x: torch.Tensor) -> bool:
+        """True when ``forward(x, deltas, packing)`` keeps the per-level function for ``x``: its deformable conv
+        runs the CPU gather (the only form with per-location bounds). The prediction head packs the FPN levels into
+        one map only for FCB modules that have this method and return True."""
+        return self.dcn.supports_bounds(x)
 
     def extra_repr(self):
         return f"mode={self.mode}, kernel_size={self.kernel_size}, anchor_cells={self.anchor_cells}"

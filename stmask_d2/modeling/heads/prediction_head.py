@@ -40,6 +40,7 @@ from torch import nn
 from .build import PREDICTION_HEAD_REGISTRY, build_fcb
 from ..init_scope import init_scope
 from .fcb import FCB
+from .level_packing import level_packing
 
 __all__ = ["AlignedConv2d", "FCAConvs", "STMaskPredictionHead", "same_padding"]
 
@@ -186,6 +187,7 @@ class STMaskPredictionHead(nn.Module):
         fca_impl: str = "separate",
         anchor_cells: Optional[Sequence[Sequence[float]]] = None,
         fcb_builder: Optional[Callable[..., nn.Module]] = None,
+        pack_levels: bool = True,
     ):
         """
         Args:
@@ -210,6 +212,8 @@ class STMaskPredictionHead(nn.Module):
             fcb_builder: ``(in_channels, out_channels, kernel_size, anchor_cells) -> module`` building one FCB of
                 an FCB-calibrated branch (from a config: :func:`build_fcb` with MODEL.STMASK.FCB.NAME); None =
                 :class:`FCB` with ``fcb_mode``.
+            pack_levels: on CPU, run all levels as one packed map (:mod:`.level_packing`; the same function, fewer
+                and larger convs) instead of level by level.
         """
         super().__init__()
         self.kernel_shapes = [tuple(int(k) for k in s) for s in kernel_shapes]
@@ -234,6 +238,9 @@ class STMaskPredictionHead(nn.Module):
                 f"anchor_cells needs one (h, w) per anchor ({self.num_anchors}), got {len(anchor_cells)}"
             )
         self.anchor_cells = anchor_cells
+        self.pack_levels = bool(pack_levels)
+        # zero cells between packed levels: the largest reach of a conv of the head (3x3: 1; FCA 3x5 / 5x3: 2)
+        self.packing_gap = max([1] + [k // 2 for s in self.kernel_shapes for k in s])
         if fcb_builder is None:
             fcb_builder = partial(FCB, mode=fcb_mode)
 
@@ -307,14 +314,62 @@ class STMaskPredictionHead(nn.Module):
             "fca_impl": h.FCA_IMPL,
             "anchor_cells": cells,
             "fcb_builder": partial(build_fcb, cfg),
+            "pack_levels": h.PACK_LEVELS,
         }
 
-    def _predict(self, pred, x, deltas):
+    def _predict(self, pred, x, deltas, packing=None):
         """Run a branch's prediction: FCAConvs, or per-anchor FCB modules, each fed with its anchor's box deltas
         (outputs concatenated anchor-major, the FCAConvs channel layout)."""
         if isinstance(pred, FCAConvs):
             return pred(x)
+        if packing is not None:
+            return torch.cat([fcb(x, d, packing=packing) for fcb, d in zip(pred, deltas)], 1)
         return torch.cat([fcb(x, d) for fcb, d in zip(pred, deltas)], 1)
+
+    @staticmethod
+    def _tower(tower, x, packing=None):
+        """A tower (conv + ReLU layers) on ``x``; with a ``packing``, the gaps zeroed after every ReLU."""
+        if packing is None:
+            return tower(x)
+        for layer in tower:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                x = x * packing.mask(x)
+        return x
+
+    def _level_packing(self, features: List[torch.Tensor]):
+        """The :class:`LevelPacking` to run ``features`` as one map, or None to run them level by level: packing is
+        on (``pack_levels``), there are several levels, on CPU, not traced / exported, and every FCB module
+        packs (:meth:`FCB.packs_levels`)."""
+        if not self.pack_levels or len(features) < 2 or features[0].device.type != "cpu":
+            return None
+        if torch.jit.is_tracing() or torch.jit.is_scripting():
+            return None
+        for pred in (self.class_pred, self.coeff_pred, self.track_pred):
+            if not isinstance(pred, FCAConvs):
+                for fcb in pred:
+                    packs = getattr(fcb, "packs_levels", None)
+                    if packs is None or not packs(features[0]):
+                        return None
+        return level_packing([tuple(f.shape[-2:]) for f in features], self.packing_gap)
+
+    def _maps(self, x, dense_branches: bool = True, packing=None) -> Dict[str, torch.Tensor]:
+        """x: (N, C_in, H, W) one level, or the levels packed by ``packing`` -> the raw maps "up" (N, conv_dim, H, W),
+        "box" (N, G * a * B, H, W), "logits", and with ``dense_branches`` "coeffs" and "embeds"."""
+        up = self._tower(self.upfeature, x, packing)  # conv + ReLU
+        box = self.box_pred(self._tower(self.box_tower, up, packing))  # (N, G * a * B, H, W)
+        deltas = None
+        if self.fcb_branches:  # anchor a = g * anchors_per_kernel + j: its deltas are channels [a*B, a*B+4)
+            b = self.box_channels
+            deltas = [box[:, i * b: i * b + 4] for i in range(self.num_anchors)]
+        maps = {"up": up, "box": box,
+                "logits": self._predict(self.class_pred, self._tower(self.class_tower, up, packing), deltas, packing)}
+        if dense_branches:
+            maps["coeffs"] = self._predict(self.coeff_pred, self._tower(self.mask_tower, up, packing), deltas,
+                                           packing)
+            maps["embeds"] = self._predict(self.track_pred, self._tower(self.track_tower, up, packing), deltas,
+                                           packing)
+        return maps
 
     @property
     def supports_lazy_branches(self) -> bool:
@@ -324,30 +379,25 @@ class STMaskPredictionHead(nn.Module):
 
     def forward_level(self, x, dense_branches: bool = True) -> Dict[str, torch.Tensor]:
         """x: (N, C_in, H, W) -> per-level outputs, see ``forward`` (A_l = H * W * num_anchors)."""
-        n, _, hgt, wid = x.shape
-        up = self.upfeature(x)
-        box = self.box_pred(self.box_tower(up))  # (N, G * a * B, H, W)
-        deltas = None
-        if self.fcb_branches:  # anchor a = g * anchors_per_kernel + j: its deltas are channels [a*B, a*B+4)
-            b = self.box_channels
-            deltas = [box[:, i * b: i * b + 4] for i in range(self.num_anchors)]
-        logits = self._predict(self.class_pred, self.class_tower(up), deltas)
+        return self._level_outputs(self._maps(x, dense_branches))
 
+    def _level_outputs(self, maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One level's raw maps (:meth:`_maps`) -> its outputs (anchor-major tensors, see ``forward``)."""
+        box = maps["box"]
+        n, _, hgt, wid = box.shape
         box_a = _to_anchors(box, self.box_channels)  # (N, A_l, B)
         out = {
-            "pred_logits": _to_anchors(logits, self.num_class_channels),
+            "pred_logits": _to_anchors(maps["logits"], self.num_class_channels),
             "pred_deltas": box_a[..., :4],
-            "upfeature": up,
+            "upfeature": maps["up"],
         }
-        if dense_branches:
-            coeffs = self._predict(self.coeff_pred, self.mask_tower(up), deltas)
-            embeds = self._predict(self.track_pred, self.track_tower(up), deltas)
-            out["pred_coeffs"] = _to_anchors(coeffs, self.mask_dim)
-            out["pred_embeds"] = F.normalize(_to_anchors(embeds, self.track_dim), dim=-1)
+        if "coeffs" in maps:
+            out["pred_coeffs"] = _to_anchors(maps["coeffs"], self.mask_dim)
+            out["pred_embeds"] = F.normalize(_to_anchors(maps["embeds"], self.track_dim), dim=-1)
         if self.use_centerness:
             if self.centerness_order_bug:
                 # released code: per-kernel (N, H, W, a) maps concatenated on the H axis, then flattened
-                ctr = box.view(n, self.num_kernels, self.anchors_per_kernel, self.box_channels, hgt, wid)[:, :, :, 4]
+                ctr = box.reshape(n, self.num_kernels, self.anchors_per_kernel, self.box_channels, hgt, wid)[:, :, :, 4]
                 ctr = ctr.permute(0, 1, 3, 4, 2).reshape(n, -1)
             else:
                 ctr = box_a[..., 4]
@@ -364,7 +414,13 @@ class STMaskPredictionHead(nn.Module):
             raise ValueError(
                 f"The mask / track branches are FCB-calibrated ({sorted(self.fcb_branches)}): they need the dense path."
             )
-        per_level = [self.forward_level(x, dense_branches) for x in features]
+        packing = self._level_packing(features)
+        if packing is None:
+            per_level = [self.forward_level(x, dense_branches) for x in features]
+        else:  # all levels as one map (same function, see level_packing.py)
+            maps = self._maps(packing.pack(features), dense_branches, packing)
+            views = {k: packing.unpack(v) for k, v in maps.items()}
+            per_level = [self._level_outputs({k: v[lvl] for k, v in views.items()}) for lvl in range(len(features))]
         out = {
             k: torch.cat([p[k] for p in per_level], 1)
             for k in ("pred_logits", "pred_deltas", "pred_coeffs", "pred_embeds", "pred_centerness")
