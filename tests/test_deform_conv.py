@@ -140,3 +140,36 @@ def test_gather_autograd_setting_gives_the_same_module_gradients():
             cpu_deform_conv_impl(prev)
     for a, b in zip(grads["gather"], grads["gather_autograd"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_autocast_gathers_bf16_rows_close_to_fp32():
+    """Under CPU bf16 autocast the gather reads bf16 rows with bf16 weights (no fp32 columns cast for the matmul);
+    values and gradients stay within bf16 round-off of the fp32 ones."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Tables(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.dtypes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten._embedding_bag, torch.ops.aten._embedding_bag_forward_only):
+                self.dtypes.append(args[0].dtype)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    conv = DeformConv2d(16, 8, (3, 5), padding=(1, 2))
+    x = torch.randn(2, 16, 9, 11)
+    offset = torch.randn(2, 30, 9, 11) * 2
+    res = {}
+    for amp in (False, True):
+        xi, oi = x.clone().requires_grad_(), offset.clone().requires_grad_()
+        conv.zero_grad()
+        mode = Tables()
+        with mode, torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = conv(xi, oi)
+        out.float().square().sum().backward()
+        res[amp] = (out.detach().float(), xi.grad, oi.grad, conv.weight.grad.clone())
+        assert set(mode.dtypes) == {torch.bfloat16 if amp else torch.float32}
+    for a, b in zip(res[True], res[False]):
+        assert (a - b).norm() <= 2e-2 * b.norm()

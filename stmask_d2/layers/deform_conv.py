@@ -128,7 +128,8 @@ class _WeightedGather(torch.autograd.Function):
             order = torch.argsort(flat)  # entries grouped by the table row they read
             starts = torch.zeros(table.shape[0], dtype=torch.long, device=flat.device)
             starts[1:] = torch.bincount(flat, minlength=table.shape[0]).cumsum(0)[:-1]
-            acc = torch.promote_types(grad.dtype, torch.float32)  # bf16 / fp16: sum the many terms in fp32
+            # bf16: the CPU kernel sums in fp32 (tests/test_deform_conv.py); fp16: sum in fp32 here
+            acc = torch.float32 if grad.dtype == torch.float16 else grad.dtype
             grad_table = F.embedding_bag(torch.div(order, per, rounding_mode="floor"), grad.to(acc), starts,
                                          per_sample_weights=weights.reshape(-1)[order].to(acc),
                                          mode="sum").to(table.dtype)
@@ -138,6 +139,11 @@ class _WeightedGather(torch.autograd.Function):
             grad_weights = torch.ops.aten._embedding_bag_per_sample_weights_backward(
                 grad, table, flat, offsets, offset2bag, 0, -1).view(bags, per)
         return None, grad_table, grad_weights
+
+
+def _autocast_bf16(device_type):
+    """True under bf16 autocast on ``device_type``."""
+    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
 
 
 def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None,
@@ -186,6 +192,10 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     if n > 1:
         index = index + (torch.arange(n, device=x.device) * (h * w)).view(n, 1, 1, 1, 1)
     table = x.permute(0, 2, 3, 1).contiguous().view(n * h * w, c)  # channels-last rows (free if x is channels_last)
+    if x.dtype == torch.float32 and _autocast_bf16(x.device.type):
+        # bf16 autocast: gather bf16 rows with bf16 weights (the kernel sums in fp32) straight into the bf16 columns
+        # the matmul takes, instead of fp32 columns cast for it (the coordinates and weights are fp32 until here)
+        table, weights = table.to(torch.bfloat16), weights.to(torch.bfloat16)
     if _CPU_IMPL[0] == "gather_autograd":  # for the benchmarks: autograd's backward of embedding_bag
         cols = F.embedding_bag(index.view(-1, 4), table, per_sample_weights=weights.reshape(-1, 4), mode="sum")
     else:
