@@ -12,7 +12,8 @@ Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED Fa
 (the CPU deformable conv's gather with autograd's backward of embedding_bag), ``dcn_grid_sample`` /
 ``dcn_torchvision`` (the CPU deformable conv as grid_sample + matmul, or torchvision's op), ``amp``
 (SOLVER.AMP.ENABLED True: bf16 autocast on CPU, fp16 on CUDA), ``fp32`` (SOLVER.AMP.ENABLED False),
-``head_per_level`` (MODEL.STMASK.HEAD.PACK_LEVELS False: the head level by level instead of on the packed levels).
+``head_per_level`` (MODEL.STMASK.HEAD.PACK_LEVELS False: the head level by level instead of on the packed levels),
+``roi_align_torchvision`` (the TF head's RoIAlign as torchvision's CPU op instead of the separable form).
 
     python tools/benchmark_train_step.py [--config-file configs/synthetic/STMask_R18_synthetic_TF.yaml]
         [--steps 5] [--warmup 2] [--rounds 2] [--threads 2] [--compare adamw_unfused+dcn_grid_sample,amp]
@@ -34,7 +35,7 @@ __all__ = ["VARIANTS", "get_parser", "make_batches", "time_steps", "main"]
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 VARIANTS = ("adamw_unfused", "clip_per_param", "dcn_gather_autograd", "dcn_grid_sample", "dcn_torchvision", "amp",
-            "fp32", "head_per_level")
+            "fp32", "head_per_level", "roi_align_torchvision")
 
 
 def get_parser():
@@ -61,8 +62,9 @@ def _parse_variants(text):
 
 
 def _variant_opts(variant):
-    """(config KEY VALUE list, CPU deformable conv implementation or None) of a '+'-combined variant."""
-    opts, dcn = [], None
+    """(config KEY VALUE list, CPU implementations {"dcn": deformable conv, "roi_align": RoIAlign} or None for the
+    defaults) of a '+'-combined variant."""
+    opts, impls = [], {"dcn": None, "roi_align": None}
     for part in variant.split("+") if variant else []:
         if part == "adamw_unfused":
             opts += ["SOLVER.ADAMW_FUSED", False]
@@ -72,9 +74,11 @@ def _variant_opts(variant):
             opts += ["MODEL.STMASK.HEAD.PACK_LEVELS", False]
         elif part in ("amp", "fp32"):
             opts += ["SOLVER.AMP.ENABLED", part == "amp"]
+        elif part == "roi_align_torchvision":
+            impls["roi_align"] = "torchvision"
         elif part.startswith("dcn_"):
-            dcn = part[4:]
-    return opts, dcn
+            impls["dcn"] = part[4:]
+    return opts, impls
 
 
 def make_batches(cfg, count, folder):
@@ -120,15 +124,16 @@ def _build_loop(cfg, batches):
     return NonFiniteSkippingTrainer(model, data, optimizer)
 
 
-def time_steps(cfg, batches, steps, warmup, dcn=None):
+def time_steps(cfg, batches, steps, warmup, impls=None):
     """Median seconds of ``steps`` training steps after ``warmup`` untimed ones, and the total loss of the last
-    step. ``dcn``: the CPU deformable conv implementation to use (None: the default)."""
+    step. ``impls``: {"dcn": CPU deformable conv, "roi_align": CPU RoIAlign} implementations (None: defaults)."""
     from detectron2.utils.events import EventStorage
 
-    from ..layers.deform_conv import cpu_deform_conv_impl
+    from ..layers import cpu_deform_conv_impl, cpu_roi_align_impl
 
+    impls = impls or {}
     loop = _build_loop(cfg, batches)
-    prev = cpu_deform_conv_impl(dcn)
+    prev = cpu_deform_conv_impl(impls.get("dcn")), cpu_roi_align_impl(impls.get("roi_align"))
     times = []
     try:
         with EventStorage(0) as storage:
@@ -142,7 +147,8 @@ def time_steps(cfg, batches, steps, warmup, dcn=None):
                     times.append(time.perf_counter() - start)
             loss = storage.history("total_loss").latest() if "total_loss" in storage.histories() else float("nan")
     finally:
-        cpu_deform_conv_impl(prev)
+        cpu_deform_conv_impl(prev[0])
+        cpu_roi_align_impl(prev[1])
     return statistics.median(times), float(loss)
 
 
@@ -166,8 +172,8 @@ def _benchmark_train_step(argv):
     cfg = get_stmask_cfg(args.config_file, base, validate=True, training=True)
     cfgs = {"configured": (cfg, None)}
     for v in variants:
-        opts, dcn = _variant_opts(v)
-        cfgs[v] = (get_stmask_cfg(args.config_file, base + opts, validate=True, training=True), dcn)
+        opts, impls = _variant_opts(v)
+        cfgs[v] = (get_stmask_cfg(args.config_file, base + opts, validate=True, training=True), impls)
     print(f"training step of {args.config_file}: batch {cfg.SOLVER.IMS_PER_BATCH}, input "
           f"{min(cfg.INPUT.MIN_SIZE_TRAIN)}/{cfg.INPUT.MAX_SIZE_TRAIN}, optimizer {cfg.SOLVER.OPTIMIZER} "
           f"(ADAMW_FUSED {cfg.SOLVER.ADAMW_FUSED}), AMP {cfg.SOLVER.AMP.ENABLED}, "
@@ -178,8 +184,8 @@ def _benchmark_train_step(argv):
     with tempfile.TemporaryDirectory(prefix="stmask_train_step_") as folder:
         batches = make_batches(cfg, args.warmup + args.steps, folder)
         for _ in range(args.rounds):
-            for name, (c, dcn) in cfgs.items():
-                t, losses[name] = time_steps(c, batches, args.steps, args.warmup, dcn)
+            for name, (c, impls) in cfgs.items():
+                t, losses[name] = time_steps(c, batches, args.steps, args.warmup, impls)
                 times[name].append(t)
     ref = statistics.median(times["configured"])
     print(f"{'setting':40s} {'s/step':>8s} {'/ configured':>13s} {'last loss':>10s}")

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling.box_regression import Box2BoxTransform
 from torch import nn
-from torchvision.ops import roi_align
 
 from stmask_d2.layers.correlation import spatial_correlation
+from stmask_d2.layers.roi_align import roi_align
 
 from ..box_coding import BOX2BOX_WEIGHTS
 from .build import TEMPORAL_FUSION_HEAD_REGISTRY
