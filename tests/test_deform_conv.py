@@ -112,8 +112,9 @@ def test_weighted_gather_backward_equals_embedding_bags(dtype):
     ref = _gather_grads(torch_bags, index, args[0], args[1], args[2])
     assert torch.all(ours[1][7] == 0) and ours[1][3].abs().sum() > 0
     if dtype != torch.bfloat16:
+        tol = 1e-6 if dtype == torch.float64 else 1e-5  # fp32: the table gradient sums in another order
         for a, b in zip(ours, ref):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
         return
     exact = _gather_grads(torch_bags, index, table.double(), weights.double(), grad.double())
     for a, b, e in zip(ours, ref, exact):
