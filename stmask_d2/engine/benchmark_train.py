@@ -4,8 +4,11 @@ of a config (forward, losses, backward, optimizer; data loading excluded) agains
 Every setting starts from the same initial weights (``SEED``) and steps through the same pre-loaded batches of a
 small synthetic YouTube-VIS dataset generated at the config's training size (in a temporary folder). The step is the
 trainer's own (``NonFiniteSkippingTrainer`` / ``NonFiniteSkippingAMPTrainer`` with the config's optimizer), so what
-is timed is what ``train_net.py`` runs. Settings alternate for ``--rounds`` rounds and the median step time of each
-is printed, with the loss after the last step (the fp32 variants reach the same loss to float tolerance).
+is timed is what ``train_net.py`` runs. Each round builds every setting's model and optimizer, then the settings
+take turns one step at a time (who goes first rotates), so that the machine's speed drifting during the run (seen
+here: the same step 0.38-0.46 s within minutes) hits all settings alike; the median step time of each over the
+``--rounds`` rounds is printed, with the loss after its last step (the fp32 variants reach the same loss to float
+tolerance).
 
 Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED False), ``clip_per_param``
 (SOLVER.CLIP_GRADIENTS.BATCHED False: Detectron2's one clip_grad_norm_ per parameter), ``dcn_gather_autograd``
@@ -44,7 +47,8 @@ def get_parser():
                    help="training config (default: configs/synthetic/STMask_R18_synthetic_TF.yaml)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per setting and round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them (oneDNN primitives, caches)")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the settings")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="rounds, each with fresh models of every setting taking turns step by step")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (0: leave as is)")
     p.add_argument("--compare", default="adamw_unfused+dcn_grid_sample,amp", metavar="V1,V2+V3",
                    help=f"variants against the configured step, '+' combines ({', '.join(VARIANTS)}; '' for none)")
@@ -124,32 +128,62 @@ def _build_loop(cfg, batches):
     return NonFiniteSkippingTrainer(model, data, optimizer)
 
 
-def time_steps(cfg, batches, steps, warmup, impls=None):
-    """Median seconds of ``steps`` training steps after ``warmup`` untimed ones, and the total loss of the last
-    step. ``impls``: {"dcn": CPU deformable conv, "roi_align": CPU RoIAlign} implementations (None: defaults)."""
-    from detectron2.utils.events import EventStorage
-
+def _use_impls(impls):
+    """Set the CPU implementations of ``impls`` ({"dcn", "roi_align"}: name or None for the default); returns
+    the previous ones (to restore with this function)."""
     from ..layers import cpu_deform_conv_impl, cpu_roi_align_impl
 
     impls = impls or {}
-    loop = _build_loop(cfg, batches)
-    prev = cpu_deform_conv_impl(impls.get("dcn")), cpu_roi_align_impl(impls.get("roi_align"))
-    times = []
-    try:
-        with EventStorage(0) as storage:
-            loop.storage = storage
-            for i in range(warmup + steps):
-                loop.iter = i
-                storage.iter = i
-                start = time.perf_counter()
-                loop.run_step()
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-            loss = storage.history("total_loss").latest() if "total_loss" in storage.histories() else float("nan")
-    finally:
-        cpu_deform_conv_impl(prev[0])
-        cpu_roi_align_impl(prev[1])
-    return statistics.median(times), float(loss)
+    return {"dcn": cpu_deform_conv_impl(impls.get("dcn") or "gather"),
+            "roi_align": cpu_roi_align_impl(impls.get("roi_align") or "separable")}
+
+
+def time_steps(settings, batches, steps, warmup):
+    """Time training steps of several settings on the same batches, interleaved step by step so that a drift of
+    the machine's speed hits every setting alike.
+
+    Args:
+        settings: {name: (cfg, impls)}, impls as :func:`_variant_opts` returns (None: the defaults).
+        batches: the batches every setting steps through (cycled).
+        steps, warmup: timed steps per setting after ``warmup`` untimed ones (each setting's own model and
+            optimizer, built first from the same seed).
+    Returns:
+        {name: (median seconds per step, total loss of its last step)}.
+    """
+    from detectron2.utils.events import EventStorage
+
+    loops = {}
+    for name, (cfg, impls) in settings.items():
+        prev = _use_impls(impls)
+        try:
+            loops[name] = _build_loop(cfg, batches)
+        finally:
+            _use_impls(prev)
+    names = list(settings)
+    times = {n: [] for n in names}
+    storages = {n: EventStorage(0) for n in names}
+    for i in range(warmup + steps):
+        order = names[i % len(names):] + names[:i % len(names)]  # who goes first rotates
+        for name in order:
+            loop, storage = loops[name], storages[name]
+            prev = _use_impls(settings[name][1])
+            try:
+                with storage:
+                    loop.storage = storage
+                    loop.iter = storage.iter = i
+                    start = time.perf_counter()
+                    loop.run_step()
+                    elapsed = time.perf_counter() - start
+            finally:
+                _use_impls(prev)
+            if i >= warmup:
+                times[name].append(elapsed)
+    out = {}
+    for name in names:
+        st = storages[name]
+        loss = st.history("total_loss").latest() if "total_loss" in st.histories() else float("nan")
+        out[name] = (statistics.median(times[name]), float(loss))
+    return out
 
 
 def _benchmark_train_step(argv):
@@ -177,16 +211,16 @@ def _benchmark_train_step(argv):
     print(f"training step of {args.config_file}: batch {cfg.SOLVER.IMS_PER_BATCH}, input "
           f"{min(cfg.INPUT.MIN_SIZE_TRAIN)}/{cfg.INPUT.MAX_SIZE_TRAIN}, optimizer {cfg.SOLVER.OPTIMIZER} "
           f"(ADAMW_FUSED {cfg.SOLVER.ADAMW_FUSED}), AMP {cfg.SOLVER.AMP.ENABLED}, "
-          f"torch threads {torch.get_num_threads()}; {args.rounds} alternating rounds of {args.warmup}+{args.steps} "
-          f"steps", flush=True)
+          f"torch threads {torch.get_num_threads()}; {args.rounds} round(s) of {args.warmup}+{args.steps} steps per "
+          f"setting, the settings alternating step by step", flush=True)
     times = {k: [] for k in cfgs}
     losses = {}
     with tempfile.TemporaryDirectory(prefix="stmask_train_step_") as folder:
         batches = make_batches(cfg, args.warmup + args.steps, folder)
         for _ in range(args.rounds):
-            for name, (c, impls) in cfgs.items():
-                t, losses[name] = time_steps(c, batches, args.steps, args.warmup, impls)
+            for name, (t, loss) in time_steps(cfgs, batches, args.steps, args.warmup).items():
                 times[name].append(t)
+                losses[name] = loss
     ref = statistics.median(times["configured"])
     print(f"{'setting':40s} {'s/step':>8s} {'/ configured':>13s} {'last loss':>10s}")
     for name in cfgs:
