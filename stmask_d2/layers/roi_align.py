@@ -92,8 +92,13 @@ def roi_align_separable(input: torch.Tensor, boxes: Union[torch.Tensor, List[tor
             gh, gw = torch.ceil(rh / ph).long(), torch.ceil(rw / pw).long()
         ay = _axis_weights(y1, rh, ph, gh, sampling_ratio, h)  # (K, P_h, H)
         ax = _axis_weights(x1, rw, pw, gw, sampling_ratio, w)  # (K, P_w, W)
+    k = rois.shape[0]
     feats = input.index_select(0, idx)  # (K, C, H, W)
-    return torch.matmul(torch.matmul(ay[:, None], feats), ax[:, None].transpose(-1, -2))
+    # two batched matmuls over the K RoIs: columns first, (K, C*H, W) @ (K, W, P_w), then rows, (K, P_h, H) @
+    # (K, H, C*P_w); a (P, H) @ (H, W) product per channel would be K*C tiny matmuls
+    t = torch.bmm(feats.reshape(k, c * h, w), ax.transpose(1, 2))  # (K, C*H, P_w)
+    t = t.view(k, c, h, pw).transpose(1, 2).reshape(k, h, c * pw)  # (K, H, C*P_w)
+    return torch.bmm(ay, t).view(k, ph, c, pw).transpose(1, 2)  # (K, C, P_h, P_w)
 
 
 def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
