@@ -173,3 +173,16 @@ def test_custom_fcb_without_packing_runs_level_by_level():
     feats = [torch.randn(1, 8, h, w) for h, w in SIZES]
     assert head._level_packing(feats) is None
     assert head(feats)["pred_logits"].shape[1] == sum(h * w for h, w in SIZES) * 3
+
+
+def test_layout_cached_in_inference_mode_serves_a_later_training_step():
+    """The packing's masks / bounds are cached across calls: built under torch.inference_mode (evaluation), they
+    must still be usable when a later training step saves them for backward."""
+    head = _head(fcb_mode="ada")
+    sizes = [(7, 9), (4, 5), (2, 3)]  # a layout no other test uses: built first here, in inference mode
+    with torch.inference_mode():
+        head([torch.randn(1, 8, h, w) for h, w in sizes])
+    feats = [torch.randn(1, 8, h, w, requires_grad=True) for h, w in sizes]
+    out = head(feats)
+    (out["pred_logits"].sum() + out["pred_coeffs"].sum()).backward()
+    assert all(f.grad is not None for f in feats)

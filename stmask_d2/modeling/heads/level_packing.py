@@ -5,7 +5,7 @@ times, and on the small levels (P5-P7 of a 128x224 input are 4x7, 2x4 and 1x2 ce
 on 2 CPU cores (bf16 autocast, the main job's head and batch) the forward + backward of P5, P6 and P7 each on its
 own took 29, 21 and 18 ms, against 112 ms for P3 with 16 times the cells of P5. :class:`LevelPacking` places the
 levels side by side in one zero map, separated by ``gap`` zero cells, so every conv runs once (the main job's
-training step: 0.91x the time of level by level, README "Speed options"):
+training step took 0.88-0.93x the time of level by level in three runs, README "Speed options"):
 
     P3 16x28       | P4 8x14          (gap 2, the largest kernel radius of the head: FCA's 3x5 / 5x3)
                    | P5 4x7  | P6 2x4
@@ -88,9 +88,10 @@ class LevelPacking:
         """(1, 1, H, W) of ``like``'s dtype and device: 1 on level cells, 0 in the gaps."""
         key = (like.device, like.dtype)
         if key not in self._masks:
-            m = torch.zeros((1, 1, self.height, self.width), dtype=like.dtype, device=like.device)
-            for (y, x), (h, w) in zip(self.origins, self.sizes):
-                m[:, :, y:y + h, x:x + w] = 1
+            with torch.inference_mode(False):  # cached: usable by a later training step even if built in inference
+                m = torch.zeros((1, 1, self.height, self.width), dtype=like.dtype, device=like.device)
+                for (y, x), (h, w) in zip(self.origins, self.sizes):
+                    m[:, :, y:y + h, x:x + w] = 1
             self._masks[key] = m
         return self._masks[key]
 
@@ -100,11 +101,12 @@ class LevelPacking:
         cells."""
         key = (torch.device(device), tuple(shift))
         if key not in self._bounds:
-            b = torch.zeros((4, self.height, self.width), dtype=torch.long)
-            for (y, x), (h, w) in zip(self.origins, self.sizes):
-                b[:, y:y + h, x:x + w] = torch.tensor([y + shift[0], y + h + shift[0], x + shift[1],
-                                                       x + w + shift[1]]).view(4, 1, 1)
-            self._bounds[key] = tuple(b.to(device).unbind(0))
+            with torch.inference_mode(False):  # as the masks
+                b = torch.zeros((4, self.height, self.width), dtype=torch.long)
+                for (y, x), (h, w) in zip(self.origins, self.sizes):
+                    b[:, y:y + h, x:x + w] = torch.tensor([y + shift[0], y + h + shift[0], x + shift[1],
+                                                           x + w + shift[1]]).view(4, 1, 1)
+                self._bounds[key] = tuple(b.to(device).unbind(0))
         return self._bounds[key]
 
 
