@@ -63,3 +63,13 @@ def test_autocast_bf16_input_computed_in_fp32_like_torchvision():
         ref = tv_roi_align(x, boxes, 7, 1 / 16, 0, True)
     assert ours.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(ours.float(), ref.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_traced_roi_align_is_torchvisions_op():
+    """Under tracing (export) the op is torchvision's, whose ONNX / TorchScript form takes any number of boxes."""
+    x = torch.randn(1, 3, 8, 14)
+    traced = torch.jit.trace(lambda f, b: roi_align(f, [b], 7, 1 / 16, 0, True),
+                             (x, torch.tensor([[0.0, 0.0, 64.0, 64.0]])))
+    assert "torchvision::roi_align" in str(traced.graph)
+    boxes = torch.tensor([[0.0, 0.0, 64.0, 64.0], [10.0, 5.0, 200.0, 120.0], [3.0, 3.0, 9.0, 9.0]])
+    torch.testing.assert_close(traced(x, boxes), tv_roi_align(x, [boxes], 7, 1 / 16, 0, True))

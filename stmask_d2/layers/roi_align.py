@@ -15,7 +15,7 @@ border); like torchvision, it gives no gradient to the boxes. Tests: tests/test_
 gradients equal to torchvision's, boxes on, across and beyond the border, empty boxes, both ``aligned``).
 
 :func:`cpu_roi_align_impl` selects it ("separable", the default) or torchvision's op ("torchvision") for CPU
-tensors; on other devices torchvision's op runs.
+tensors; on other devices and when traced for export torchvision's op runs.
 """
 from typing import List, Sequence, Union
 
@@ -103,9 +103,11 @@ def roi_align_separable(input: torch.Tensor, boxes: Union[torch.Tensor, List[tor
 
 def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """RoIAlign: :func:`roi_align_separable` on CPU tensors (unless :func:`cpu_roi_align_impl` says
-    "torchvision"), ``torchvision.ops.roi_align`` otherwise. A bf16 / fp16 input is computed in fp32 and the result
-    returned in the input's dtype, as torchvision's op does under autocast."""
-    if input.device.type != "cpu" or _CPU_IMPL[0] == "torchvision":
+    "torchvision"), ``torchvision.ops.roi_align`` otherwise and under tracing (export: torchvision's op exports with a
+    dynamic number of boxes). A bf16 / fp16 input is computed in fp32 and the result returned in the input's dtype,
+    as torchvision's op does under autocast."""
+    traced = torch.jit.is_tracing() or torch.jit.is_scripting()  # export: torchvision's op has an ONNX / TorchScript
+    if input.device.type != "cpu" or _CPU_IMPL[0] == "torchvision" or traced:  # form for a dynamic number of boxes
         return tv_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
     dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
     boxes = [b.to(dtype) for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.to(dtype)
