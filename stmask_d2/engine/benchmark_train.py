@@ -131,11 +131,12 @@ def _build_loop(cfg, batches):
 def _use_impls(impls):
     """Set the CPU implementations of ``impls`` ({"dcn", "roi_align"}: name or None for the default); returns
     the previous ones (to restore with this function)."""
-    from ..layers import cpu_deform_conv_impl, cpu_roi_align_impl
+    from ..layers.deform_conv import CPU_IMPL as DCN_IMPL
+    from ..layers.roi_align import CPU_IMPL as ROI_ALIGN_IMPL
 
     impls = impls or {}
-    return {"dcn": cpu_deform_conv_impl(impls.get("dcn") or "gather"),
-            "roi_align": cpu_roi_align_impl(impls.get("roi_align") or "separable")}
+    return {key: switch.select(impls.get(key) or switch.default)
+            for key, switch in (("dcn", DCN_IMPL), ("roi_align", ROI_ALIGN_IMPL))}
 
 
 def time_steps(settings, batches, steps, warmup):

@@ -25,12 +25,13 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
+from .impl_switch import ImplSwitch
+
 __all__ = ["DeformConv2d", "cpu_deform_conv_impl", "deform_conv2d_gathered", "deform_conv2d_sampled",
            "force_sampled_deform_conv"]
 
 _FORCE_SAMPLED = [False]
-_CPU_IMPLS = ("gather", "gather_autograd", "grid_sample", "torchvision")
-_CPU_IMPL = ["gather"]
+CPU_IMPL = ImplSwitch("CPU deformable conv implementation", ("gather", "gather_autograd", "grid_sample", "torchvision"))
 
 
 def cpu_deform_conv_impl(name=None):
@@ -40,12 +41,7 @@ def cpu_deform_conv_impl(name=None):
     "torchvision" (``torchvision.ops.deform_conv2d``). All compute the same function; the benchmark compares them
     (``tools/benchmark.py --compare dcn_grid_sample,dcn_torchvision``). With ``name``, sets it; returns the
     previous setting."""
-    prev = _CPU_IMPL[0]
-    if name is not None:
-        if name not in _CPU_IMPLS:
-            raise ValueError(f"CPU deformable conv implementation must be one of {_CPU_IMPLS}, got {name!r}")
-        _CPU_IMPL[0] = name
-    return prev
+    return CPU_IMPL.select(name)
 
 
 class force_sampled_deform_conv:
@@ -201,7 +197,7 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
         # bf16 autocast: gather bf16 rows with bf16 weights (the kernel sums in fp32) straight into the bf16 columns
         # the matmul takes, instead of fp32 columns cast for it (the coordinates and weights are fp32 until here)
         table, weights = table.to(torch.bfloat16), weights.to(torch.bfloat16)
-    if _CPU_IMPL[0] == "gather_autograd":  # for the benchmarks: autograd's backward of embedding_bag
+    if CPU_IMPL.current == "gather_autograd":  # for the benchmarks: autograd's backward of embedding_bag
         cols = F.embedding_bag(index.view(-1, 4), table, per_sample_weights=weights.reshape(-1, 4), mode="sum")
     else:
         cols = _WeightedGather.apply(index.view(-1, 4), table, weights.reshape(-1, 4))
@@ -320,9 +316,9 @@ class DeformConv2d(nn.Module):
             return deform_conv2d_sampled
         if x.device.type != "cpu":
             return None
-        if _CPU_IMPL[0] in ("gather", "gather_autograd"):
+        if CPU_IMPL.current in ("gather", "gather_autograd"):
             return deform_conv2d_gathered
-        if _CPU_IMPL[0] == "grid_sample" and min(x.shape[-2:]) >= 2:
+        if CPU_IMPL.current == "grid_sample" and min(x.shape[-2:]) >= 2:
             return deform_conv2d_sampled
         return None
 

@@ -20,23 +20,21 @@ tensors; on other devices and when traced for export torchvision's op runs.
 from typing import List, Sequence, Union
 
 import torch
+from torch.nn.modules.utils import _pair
 from torchvision.ops import roi_align as tv_roi_align
+from torchvision.ops._utils import convert_boxes_to_roi_format
+
+from .impl_switch import ImplSwitch
 
 __all__ = ["cpu_roi_align_impl", "roi_align", "roi_align_separable"]
 
-_CPU_IMPLS = ("separable", "torchvision")
-_CPU_IMPL = ["separable"]
+CPU_IMPL = ImplSwitch("CPU RoIAlign implementation", ("separable", "torchvision"))
 
 
 def cpu_roi_align_impl(name=None):
     """The CPU implementation of :func:`roi_align`: "separable" (:func:`roi_align_separable`, the default) or
     "torchvision". With ``name``, sets it; returns the previous setting."""
-    prev = _CPU_IMPL[0]
-    if name is not None:
-        if name not in _CPU_IMPLS:
-            raise ValueError(f"CPU RoIAlign implementation must be one of {_CPU_IMPLS}, got {name!r}")
-        _CPU_IMPL[0] = name
-    return prev
+    return CPU_IMPL.select(name)
 
 
 def _axis_weights(start, size, bins: int, grid, sampling_ratio: int, length: int):
@@ -69,13 +67,10 @@ def roi_align_separable(input: torch.Tensor, boxes: Union[torch.Tensor, List[tor
     Shapes: input (N, C, H, W); boxes (K, 5) [batch index, x1, y1, x2, y2] or a list of N (K_i, 4) tensors, in
     input pixels -> (K, C, P_h, P_w).
     """
-    ph, pw = (output_size, output_size) if isinstance(output_size, int) else (int(output_size[0]),
-                                                                              int(output_size[1]))
+    ph, pw = _pair(output_size)
     if isinstance(boxes, (list, tuple)):
-        idx = torch.cat([torch.full((len(b),), i, dtype=torch.long, device=input.device) for i, b in enumerate(boxes)])
-        rois = torch.cat([b.reshape(-1, 4) for b in boxes]).to(input.device)
-    else:
-        idx, rois = boxes[:, 0].long(), boxes[:, 1:]
+        boxes = convert_boxes_to_roi_format([b.reshape(-1, 4) for b in boxes])  # (K, 5), as torchvision
+    idx, rois = boxes[:, 0].long().to(input.device), boxes[:, 1:].to(input.device)
     n, c, h, w = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, c, ph, pw))
@@ -107,10 +102,9 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     dynamic number of boxes). A bf16 / fp16 input is computed in fp32 and the result returned in the input's dtype,
     as torchvision's op does under autocast."""
     traced = torch.jit.is_tracing() or torch.jit.is_scripting()  # export: torchvision's op has an ONNX / TorchScript
-    if input.device.type != "cpu" or _CPU_IMPL[0] == "torchvision" or traced:  # form for a dynamic number of boxes
+    if input.device.type != "cpu" or CPU_IMPL.current == "torchvision" or traced:  # form for a dynamic number of boxes
         return tv_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
     dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
-    boxes = [b.to(dtype) for b in boxes] if isinstance(boxes, (list, tuple)) else boxes.to(dtype)
     with torch.autocast("cpu", enabled=False):
         out = roi_align_separable(input.to(dtype), boxes, output_size, spatial_scale, sampling_ratio, aligned)
     return out.to(input.dtype)
