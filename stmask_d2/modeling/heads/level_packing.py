@@ -1,11 +1,9 @@
 """All FPN levels of a shared head as one map (CPU speed; the same function as running the levels one by one).
 
 The prediction head applies the same convs to every level. Run level by level, each of its ~25 convs is called five
-times, and on the small levels (P5-P7 of a 128x224 input are 4x7, 2x4 and 1x2 cells) the per-call cost dominates:
-on 2 CPU cores (bf16 autocast, the main job's head and batch) the forward + backward of P5, P6 and P7 each on its
-own took 29, 21 and 18 ms, against 112 ms for P3 with 16 times the cells of P5. :class:`LevelPacking` places the
-levels side by side in one zero map, separated by ``gap`` zero cells, so every conv runs once (the main job's
-training step took 0.88-0.93x the time of level by level in three runs, README "Speed options"):
+times, and on the small levels (P5-P7 of a 128x224 input are 4x7, 2x4 and 1x2 cells) the per-call cost dominates.
+:class:`LevelPacking` places the levels side by side in one zero map, separated by ``gap`` zero cells, so every conv
+runs once (level by level took 1.076x the main job's training step, README "Speed options"):
 
     P3 16x28       | P4 8x14          (gap 2, the largest kernel radius of the head: FCA's 3x5 / 5x3)
                    | P5 4x7  | P6 2x4
