@@ -87,20 +87,21 @@ def test_benchmark_train_step_compares_settings_in_one_run(capsys):
     """tools/benchmark_train_step.py (in-process): the configured step and a combined variant, same batches."""
     from stmask_d2.engine.benchmark_train import main
 
-    from stmask_d2.layers import cpu_deform_conv_impl, cpu_roi_align_impl
+    from stmask_d2.layers import cpu_deform_conv_impl, cpu_max_pool_impl, cpu_roi_align_impl
 
     assert main(["--config-file", CONFIG, "--steps", "1", "--warmup", "0", "--rounds", "1", "--threads", "0",
                  "--no-calibration", "--compare",
-                 "adamw_unfused+dcn_grid_sample,fp32,head_per_level+roi_align_torchvision"]) == 0
+                 "adamw_unfused+dcn_grid_sample,fp32,head_per_level+roi_align_torchvision+max_pool_torch"]) == 0
     out = capsys.readouterr().out
     assert "optimizer ADAMW (ADAMW_FUSED True), AMP False" in out
     rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
             re.finditer(r"^(\S+)\s+(\d+\.\d+)\s+\d+\.\d+\s+(-?\d+\.\d+|nan)$", out, re.M)}
     assert set(rows) == {"configured", "adamw_unfused+dcn_grid_sample", "fp32",
-                         "head_per_level+roi_align_torchvision"}, out
+                         "head_per_level+roi_align_torchvision+max_pool_torch"}, out
     assert rows["fp32"][1] == rows["configured"][1]  # the same step on the same batches and weights
-    # level by level + torchvision's RoIAlign: the same function, so the same first loss (4 decimals printed)
-    assert abs(rows["head_per_level+roi_align_torchvision"][1] - rows["configured"][1]) <= 2e-4
+    # level by level + torchvision's RoIAlign + F.max_pool2d: the same function, so the same first loss (4 decimals)
+    assert abs(rows["head_per_level+roi_align_torchvision+max_pool_torch"][1] - rows["configured"][1]) <= 2e-4
     assert cpu_deform_conv_impl() == "gather" and cpu_roi_align_impl() == "separable"  # restored
+    assert cpu_max_pool_impl() == "channels_last"
     assert main(["--compare", "warp", "--no-calibration"]) == 2
     assert "--compare: unknown variant(s) ['warp']" in capsys.readouterr().err

@@ -16,7 +16,9 @@ Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED Fa
 ``dcn_torchvision`` (the CPU deformable conv as grid_sample + matmul, or torchvision's op), ``amp``
 (SOLVER.AMP.ENABLED True: bf16 autocast on CPU, fp16 on CUDA), ``fp32`` (SOLVER.AMP.ENABLED False),
 ``head_per_level`` (MODEL.STMASK.HEAD.PACK_LEVELS False: the head level by level instead of on the packed levels),
-``roi_align_torchvision`` (the TF head's RoIAlign as torchvision's CPU op instead of the separable form).
+``roi_align_torchvision`` (the TF head's RoIAlign as torchvision's CPU op instead of the separable form),
+``max_pool_torch`` (the stem's max pool as ``F.max_pool2d`` on the contiguous map instead of
+``stmask_d2.layers.max_pool2d``).
 
     python tools/benchmark_train_step.py [--config-file configs/synthetic/STMask_R18_synthetic_TF.yaml]
         [--steps 5] [--warmup 2] [--rounds 2] [--threads 2] [--compare adamw_unfused+dcn_grid_sample,amp]
@@ -38,7 +40,7 @@ __all__ = ["VARIANTS", "get_parser", "make_batches", "time_steps", "main"]
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "synthetic", "STMask_R18_synthetic_TF.yaml")
 VARIANTS = ("adamw_unfused", "clip_per_param", "dcn_gather_autograd", "dcn_grid_sample", "dcn_torchvision", "amp",
-            "fp32", "head_per_level", "roi_align_torchvision")
+            "fp32", "head_per_level", "roi_align_torchvision", "max_pool_torch")
 
 
 def get_parser():
@@ -66,9 +68,9 @@ def _parse_variants(text):
 
 
 def _variant_opts(variant):
-    """(config KEY VALUE list, CPU implementations {"dcn": deformable conv, "roi_align": RoIAlign} or None for the
-    defaults) of a '+'-combined variant."""
-    opts, impls = [], {"dcn": None, "roi_align": None}
+    """(config KEY VALUE list, CPU implementations {"dcn": deformable conv, "roi_align": RoIAlign, "max_pool": max
+    pool} or None for the defaults) of a '+'-combined variant."""
+    opts, impls = [], {"dcn": None, "roi_align": None, "max_pool": None}
     for part in variant.split("+") if variant else []:
         if part == "adamw_unfused":
             opts += ["SOLVER.ADAMW_FUSED", False]
@@ -80,6 +82,8 @@ def _variant_opts(variant):
             opts += ["SOLVER.AMP.ENABLED", part == "amp"]
         elif part == "roi_align_torchvision":
             impls["roi_align"] = "torchvision"
+        elif part == "max_pool_torch":
+            impls["max_pool"] = "torch"
         elif part.startswith("dcn_"):
             impls["dcn"] = part[4:]
     return opts, impls
@@ -129,14 +133,15 @@ def _build_loop(cfg, batches):
 
 
 def _use_impls(impls):
-    """Set the CPU implementations of ``impls`` ({"dcn", "roi_align"}: name or None for the default); returns
-    the previous ones (to restore with this function)."""
+    """Set the CPU implementations of ``impls`` ({"dcn", "roi_align", "max_pool"}: name or None for the default);
+    returns the previous ones (to restore with this function)."""
     from ..layers.deform_conv import CPU_IMPL as DCN_IMPL
+    from ..layers.pooling import CPU_IMPL as MAX_POOL_IMPL
     from ..layers.roi_align import CPU_IMPL as ROI_ALIGN_IMPL
 
     impls = impls or {}
     return {key: switch.select(impls.get(key) or switch.default)
-            for key, switch in (("dcn", DCN_IMPL), ("roi_align", ROI_ALIGN_IMPL))}
+            for key, switch in (("dcn", DCN_IMPL), ("roi_align", ROI_ALIGN_IMPL), ("max_pool", MAX_POOL_IMPL))}
 
 
 def time_steps(settings, batches, steps, warmup):

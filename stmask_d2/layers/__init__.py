@@ -13,4 +13,5 @@ from .mask_ops import (  # noqa: F401
 from .lazy_masks import LazyMasks  # noqa: F401
 from .nms import batched_box_iou, fast_nms, fast_nms_per_class  # noqa: F401
 from .offsets import aligned_offsets  # noqa: F401
+from .pooling import cpu_max_pool_impl, max_pool2d  # noqa: F401
 from .roi_align import cpu_roi_align_impl, roi_align  # noqa: F401

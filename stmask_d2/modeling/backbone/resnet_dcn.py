@@ -1,13 +1,15 @@
 """ResNet with a modulated deformable 3x3 conv every ``DEFORM_INTERVAL`` blocks (docs/METHOD.md §1).
 
-Detectron2's ResNet (stem, stages, freezing) with two changes:
+Detectron2's ResNet (stem, stages, freezing) with three changes:
 - the deformable blocks run on ``torchvision.ops.deform_conv2d`` (``stmask_d2.layers.DeformConv2d``), so no compiled
   extension is needed; their state-dict names equal Detectron2's ``DeformBottleneckBlock``
   (``conv1``, ``conv2_offset``, ``conv2.weight``, ``conv2.norm.*``, ``conv3``, ``shortcut``), so Detectron2 DCN
   checkpoints load and compute the same function;
 - the DCN choice is per block: in a stage with ``DEFORM_ON_PER_STAGE`` true, block i is deformable iff
   ``i % DEFORM_INTERVAL == 0`` (R101 interval 3: res3 {0,3}, res4 {0,3,...,21}, res5 {0};
-  R50 interval 2: res3 {0,2}, res4 {0,2,4}, res5 {0,2}).
+  R50 interval 2: res3 {0,2}, res4 {0,2,4}, res5 {0,2});
+- the stem (:class:`Stem`, Detectron2's ``BasicStem`` with the same parameters) max-pools through
+  ``stmask_d2.layers.max_pool2d``: the same function, faster on CPU.
 """
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -16,9 +18,10 @@ from detectron2.layers import CNNBlockBase, Conv2d, get_norm
 from detectron2.modeling.backbone import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet
 
-from stmask_d2.layers import DeformConv2d
+from stmask_d2.layers import DeformConv2d, max_pool2d
 
 __all__ = [
+    "Stem",
     "DeformBottleneckBlock",
     "DeformBasicBlock",
     "make_block",
@@ -38,6 +41,18 @@ def _offset_forward(offset_conv, deform_conv, x, modulated):
         offset = torch.cat((offset_x, offset_y), dim=1)
         return deform_conv(x, offset, mask.sigmoid())
     return deform_conv(x, offset_conv(x))
+
+
+class Stem(BasicStem):
+    """Detectron2's ``BasicStem`` (7x7 / stride-2 conv with norm, ReLU, 3x3 / stride-2 max pool; the same
+    parameters and state-dict names) whose max pool is :func:`stmask_d2.layers.max_pool2d`: the same values and
+    gradients, about 4x faster on CPU for the contiguous maps the stem makes (see that module).
+
+    x: (N, Cin, H, W) -> (N, Cout, H/4, W/4)."""
+
+    def forward(self, x):
+        x = F.relu_(self.conv1(x))
+        return max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
 class _DeformBlock(CNNBlockBase):
@@ -184,7 +199,7 @@ def build_stmask_resnet_backbone(cfg, input_shape):
     """
     r = cfg.MODEL.RESNETS
     norm = r.NORM
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=norm)
+    stem = Stem(in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=norm)
     depth = r.DEPTH
     bottleneck_channels = r.NUM_GROUPS * r.WIDTH_PER_GROUP
     in_channels = r.STEM_OUT_CHANNELS
