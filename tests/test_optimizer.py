@@ -59,6 +59,7 @@ def test_batched_per_parameter_clipping_equals_clip_grad_norm_per_parameter():
             if a.grad is not None:
                 torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
         assert float(ours[1].grad.norm()) < 1.5 and torch.equal(ours[1].grad, _grads(1)[1].grad)  # untouched
+        torch.testing.assert_close(ours[1].grad, ref[1].grad, rtol=0, atol=0)  # clip_grad_norm_'s factor 1: exact
         assert abs(float(ours[0].grad.norm(norm_type)) - 1.5) < 1e-3  # clipped to the limit
 
 
@@ -95,3 +96,13 @@ def test_clip_batched_false_is_detectron2s_loop():
     assert STMaskTrainer.build_optimizer(cfg, net).step.__func__.__module__ == "stmask_d2.engine.grad_clip"
     cfg.merge_from_list(["SOLVER.CLIP_GRADIENTS.BATCHED", False])
     assert STMaskTrainer.build_optimizer(cfg, net).step.__func__.__module__ == "detectron2.solver.build"
+
+
+def test_batched_clipping_leaves_gradients_below_the_limit_untouched():
+    from stmask_d2.engine.grad_clip import clip_grad_norm_per_parameter_
+
+    ours = _grads(2)
+    before = [None if p.grad is None else p.grad.clone() for p in ours]
+    clip_grad_norm_per_parameter_(ours, 1e6)  # nothing above the limit: no scaling at all
+    for p, b in zip(ours, before):
+        assert (p.grad is None and b is None) or torch.equal(p.grad, b)

@@ -5,8 +5,8 @@ model of a few hundred small tensors (the synthetic R-18 STMask has 277) that is
 about 5% of a CPU training step. :func:`add_batched_gradient_clipping` computes the same per-parameter
 coefficients, ``min(1, CLIP_VALUE / (||g||_p + 1e-6))`` with the norm taken exactly as ``clip_grad_norm_`` takes it
 (``torch._foreach_norm``, then ``torch.linalg.vector_norm`` of the one-element list), for all gradients of one
-device and dtype at once, and scales them with one ``torch._foreach_mul_``: the same update to float round-off
-(tests/test_optimizer.py). Value clipping (``CLIP_TYPE: "value"``), disabled clipping and
+device and dtype at once, and scales the gradients above the limit with one ``torch._foreach_mul_`` (the others
+keep a factor of exactly 1, as in ``clip_grad_norm_``): the same update to float round-off (tests/test_optimizer.py). Value clipping (``CLIP_TYPE: "value"``), disabled clipping and
 ``SOLVER.CLIP_GRADIENTS.BATCHED: False`` keep Detectron2's code.
 """
 from collections import defaultdict
@@ -34,7 +34,11 @@ def clip_grad_norm_per_parameter_(params, max_norm: float, norm_type: float = 2.
         norms = torch.stack(torch._foreach_norm(grads, norm_type))  # (P,)
         norms = torch.linalg.vector_norm(norms.unsqueeze(1), norm_type, dim=1)  # as clip_grad_norm_ of one tensor
         coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-        torch._foreach_mul_(grads, list(coef.unbind()))
+        # only the gradients above the limit: a factor of exactly 1 changes nothing, and scaling every gradient
+        # would read and write all of them once more (memory-bound on a CPU)
+        clipped = [i for i, below in enumerate((coef < 1.0).tolist()) if below]
+        if clipped:
+            torch._foreach_mul_([grads[i] for i in clipped], [coef[i] for i in clipped])
 
 
 def add_batched_gradient_clipping(cfg, optimizer):
