@@ -186,6 +186,10 @@ def add_stmask_config(cfg):
     _C.MODEL.STMASK.TF.CORR_PATCH_SIZE = 11  # side d of the displacement window (Table 3: 11)
     _C.MODEL.STMASK.TF.ROI_SIZE = 7  # RoIAlign output size
     _C.MODEL.STMASK.TF.CONV_DIMS = [512, 512, 1024]  # TemporalNet's three 3x3 convs
+    # On CPU, TemporalNet runs on the RoIs padded with zero RoIs to a multiple of this count (0 or 1: no padding) and
+    # drops the padded rows: the same outputs, but oneDNN meets a few batch sizes and reuses its kernels instead of
+    # building new ones for every RoI count (14 ms a step of the synthetic training, README "Speed options").
+    _C.MODEL.STMASK.TF.ROI_BATCH_MULTIPLE = 16
     # Training: the TF losses reach the correlated FPN level, the head's upfeature conv and the backbone (released);
     # False detaches those inputs so that TF trains only TemporalNet (an ablation of its effect on the features).
     _C.MODEL.STMASK.TF.FEATURE_GRAD = True

@@ -43,6 +43,32 @@ def test_batched_pairs_and_empty_rois():
     assert d.shape == (0, 4) and dc.shape == (0, 4)
 
 
+@pytest.mark.parametrize("count", [1, 5, 16, 21])
+def test_roi_batch_padding_gives_the_same_outputs_and_gradients(count):
+    """TemporalNet on RoIs padded to a multiple of 16 (the default, CPU) equals it without padding, in outputs and
+    in the gradients of the fused map and of every parameter; the padding is off when traced."""
+    g = torch.Generator().manual_seed(count)
+    heads = [_small_head(roi_batch_multiple=16), _small_head(roi_batch_multiple=0)]
+    heads[1].load_state_dict(heads[0].state_dict())
+    fused = torch.rand(2, heads[0].in_channels, 6, 8, generator=g, dtype=torch.float64)
+    boxes = [torch.rand(count, 4, generator=g, dtype=torch.float64) * 96 for _ in range(2)]
+    results = []
+    for head in heads:
+        head.double()
+        f = fused.clone().requires_grad_()
+        d, dc = head(f, boxes)
+        (d.sum() * 2 + (dc * dc).sum()).backward()
+        results.append([d.detach(), dc.detach(), f.grad] + [p.grad for p in head.parameters()])
+    assert heads[0]._roi_padding(torch.zeros(2 * count, 1)) == -2 * count % 16
+    assert results[0][0].shape == (2 * count, 4)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    calls = []
+    heads[0].convs.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    torch.jit.trace(heads[0], (fused, [b.detach() for b in boxes]), check_trace=False)
+    assert calls == [2 * count]  # not padded under tracing (the exported graph takes any RoI count)
+
+
 def test_decode_eqs_11_to_13():
     head = _small_head()
     boxes = torch.tensor([[10.0, 20.0, 50.0, 100.0]])  # cx 30, cy 60, w 40, h 80

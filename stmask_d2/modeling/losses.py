@@ -328,7 +328,12 @@ class STMaskLosses(nn.Module):
         if sum(x.shape[0] for x in e) < 2:
             return embeds.sum() * 0.0
         e, ids, w = torch.cat(e), torch.cat(ids), torch.cat(w)
-        cos01 = (1.0 + e @ e.t()) / 2.0
+        # in fp32 also under autocast: a (P, P) product of a size that changes every step, which in bf16 made
+        # oneDNN build a new matmul kernel each step (and the pairwise logs want the precision)
+        with torch.autocast(e.device.type, enabled=False):
+            if e.dtype in (torch.float16, torch.bfloat16):
+                e = e.float()
+            cos01 = (1.0 + e @ e.t()) / 2.0
         same = ids[:, None] == ids[None, :]
         pair = torch.where(same, -torch.log(cos01.clamp(min=1e-10)), -torch.log((1.0 - cos01).clamp(min=1e-10)))
         ww = torch.triu(w[:, None] * w[None, :], diagonal=1)

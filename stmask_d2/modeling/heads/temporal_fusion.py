@@ -50,6 +50,7 @@ class TemporalFusionHead(nn.Module):
         mask_dim: int = 32,
         stride: int = 16,
         box2box_weights: Sequence[float] = BOX2BOX_WEIGHTS,
+        roi_batch_multiple: int = 0,
     ):
         """
         Args:
@@ -60,6 +61,9 @@ class TemporalFusionHead(nn.Module):
             mask_dim: k, number of mask coefficients.
             stride: stride (input pixels per cell) of the correlation level (P4: 16).
             box2box_weights: Box2BoxTransform weights of the box deltas (``BOX2BOX_WEIGHTS``, variances 0.1 / 0.2).
+            roi_batch_multiple: on CPU, run TemporalNet on the RoIs padded with zero RoIs to a multiple of this
+                count (0 / 1: no padding) and drop the padded rows, so that oneDNN sees a few batch sizes and
+                reuses its convolution kernels (TemporalNet treats every RoI on its own: the same outputs).
         """
         super().__init__()
         assert patch_size % 2 == 1, f"MODEL.STMASK.TF.CORR_PATCH_SIZE must be odd, got {patch_size}"
@@ -68,6 +72,7 @@ class TemporalFusionHead(nn.Module):
         self.roi_size = roi_size
         self.mask_dim = mask_dim
         self.stride = stride
+        self.roi_batch_multiple = int(roi_batch_multiple)
         self.in_channels = patch_size * patch_size + 2 * feature_dim
         self.box2box_transform = Box2BoxTransform(weights=tuple(float(w) for w in box2box_weights))
 
@@ -100,6 +105,7 @@ class TemporalFusionHead(nn.Module):
             "conv_dims": list(tf.CONV_DIMS),
             "mask_dim": cfg.MODEL.STMASK.MASK_DIM,
             "stride": stride,
+            "roi_batch_multiple": tf.ROI_BATCH_MULTIPLE,
         }
 
     # ------------------------------------------------------------------------------------------------------
@@ -139,8 +145,22 @@ class TemporalFusionHead(nn.Module):
             sampling_ratio=0,
             aligned=True,
         )  # (M, P^2 + 2D, R, R)
+        m = x.shape[0]
+        pad = self._roi_padding(x)
+        if pad:  # zero RoIs up to the next multiple: TemporalNet is per RoI, the padded rows are dropped below
+            x = torch.cat([x, x.new_zeros((pad,) + tuple(x.shape[1:]))])
         x = self.convs(x).mean(dim=(2, 3))  # average pool over the RoI
+        if pad:
+            x = x[:m]
         return self.fc(x), self.fc_coeff(x)
+
+    def _roi_padding(self, x) -> int:
+        """Zero RoIs to add to the (M, ...) batch ``x`` (see ``roi_batch_multiple``): none off CPU, when traced for
+        export, for an empty batch or without a multiple."""
+        k = self.roi_batch_multiple
+        if k <= 1 or x.device.type != "cpu" or x.shape[0] == 0 or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return 0
+        return -x.shape[0] % k
 
     @staticmethod
     def _clamp_rois(boxes, h, w):
