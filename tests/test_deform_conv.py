@@ -16,6 +16,7 @@ from stmask_d2.layers.deform_conv import deform_conv2d_gathered, deform_conv2d_s
         (1, 6, 7, 8, 3, 3, 2, 1, 0.7, True),
         (1, 6, 7, 8, 3, 3, 1, 2, 0.7, False),
         (3, 4, 2, 2, 3, 3, 1, 1, 0.5, False),  # 2x2 maps: every sample touches a border
+        (1, 6, 2, 2, 3, 3, 1, 1, 0.5, True),  # fewer columns than weights: the columns take the weight's order
     ],
 )
 @pytest.mark.parametrize("fast", [deform_conv2d_gathered, deform_conv2d_sampled], ids=["gathered", "sampled"])
@@ -41,6 +42,25 @@ def test_values_and_gradients_equal_torchvision(n, c, h, w, kh, kw, stride, dil,
         results.append([y.detach()] + [t.grad for t in leaves if t is not None])
     for a, r in zip(results[1], results[0]):
         torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("h,w", [(9, 13), (2, 2)])  # weight reordered / columns reordered
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gathered_output_keeps_the_input_layout(h, w, channels_last):
+    """An NCHW input gives an NCHW output (a channels_last one would make the following convs return gradients
+    that must be copied to the parameters' layout), a channels_last input a channels_last output; the weight's
+    gradient arrives in the parameter's own layout either way."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 16, h, w, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(24, 16, 3, 3, generator=g, requires_grad=True)
+    off = torch.randn(2, 18, h, w, generator=g)
+    y = deform_conv2d_gathered(x, off, wt, padding=(1, 1))
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    y.square().sum().backward()
+    assert wt.grad.is_contiguous()
+    torch.testing.assert_close(y, deform_conv2d(x, off, wt.detach(), padding=(1, 1)), rtol=1e-4, atol=1e-4)
 
 
 def test_module_trains_on_cpu_with_the_fast_path():

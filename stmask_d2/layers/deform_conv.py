@@ -201,12 +201,22 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
         cols = F.embedding_bag(index.view(-1, 4), table, per_sample_weights=weights.reshape(-1, 4), mode="sum")
     else:
         cols = _WeightedGather.apply(index.view(-1, 4), table, weights.reshape(-1, 4))
-    cols = cols.view(n, ho * wo, k * c)  # tap-major, channel-minor
-    wmat = weight.permute(0, 2, 3, 1).reshape(cout, k * c)
+    if cols.numel() < weight.numel():
+        # fewer column entries than weights (a deep layer on a small map, e.g. res5): reorder the columns to the
+        # weight's (channel, tap) order instead of copying the weight to (tap, channel) order, whose gradient would
+        # also reach the parameter in that order and need another copy
+        cols = cols.view(n * ho * wo, k, c).transpose(1, 2).reshape(n, ho * wo, c * k)
+        wmat = weight.reshape(cout, c * k)
+    else:
+        cols = cols.view(n, ho * wo, k * c)  # tap-major, channel-minor
+        wmat = weight.permute(0, 2, 3, 1).reshape(cout, k * c)
     out = torch.matmul(cols, wmat.t())  # (n, ho * wo, cout)
     if bias is not None:
         out = out + bias
-    return out.permute(0, 2, 1).reshape(n, cout, ho, wo)
+    out = out.permute(0, 2, 1).view(n, cout, ho, wo)  # channels_last strides
+    # in x's layout: channels_last strides passed on from an NCHW input would make the next convs return (and
+    # their weight gradients arrive) in channels_last too, each then copied to the parameter's layout
+    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
 class DeformConv2d(nn.Module):
