@@ -98,6 +98,9 @@ def _tap_coordinates(x, offset, kh, kw, stride, padding, dilation):
     return base_y + off[:, :, 0], base_x + off[:, :, 1]
 
 
+_PSW_BLOCK = 8192  # bags per block of the bf16 per-sample-weight gradient (a 2 MiB fp32 block at 64 channels)
+
+
 class _WeightedGather(torch.autograd.Function):
     """``F.embedding_bag(index, table, per_sample_weights=weights, mode="sum")`` (bags of equal size) with a faster
     backward on CPU: the gradient of ``table`` is the transposed gather, computed as another ``embedding_bag`` over
@@ -128,17 +131,31 @@ class _WeightedGather(torch.autograd.Function):
             starts[1:] = torch.bincount(flat, minlength=table.shape[0]).cumsum(0)[:-1]
             # bf16: the CPU kernel sums in fp32 (tests/test_deform_conv.py); fp16: sum in fp32 here
             acc = torch.float32 if grad.dtype == torch.float16 else grad.dtype
-            grad_table = F.embedding_bag(torch.div(order, per, rounding_mode="floor"), grad.to(acc), starts,
-                                         per_sample_weights=weights.reshape(-1)[order].to(acc),
+            # the bag of each entry (a shift for the bilinear gather's 4 corners) and its weight (index_select:
+            # ~3x faster than advanced indexing here)
+            bag = order >> 2 if per == 4 else torch.div(order, per, rounding_mode="floor")
+            grad_table = F.embedding_bag(bag, grad.to(acc), starts,
+                                         per_sample_weights=weights.reshape(-1).index_select(0, order).to(acc),
                                          mode="sum").to(table.dtype)
         if ctx.needs_input_grad[2]:
-            offsets = torch.arange(0, bags * per, per, device=flat.device)
-            offset2bag = torch.arange(bags, device=flat.device).repeat_interleave(per)
-            g, t = grad, table
-            if g.dtype == torch.bfloat16:  # PyTorch's bf16 kernel is ~3x slower than casting to fp32 (2 cores)
-                g, t = g.float(), t.float()
-            grad_weights = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                g, t, flat, offsets, offset2bag, 0, -1).view(bags, per).to(weights.dtype)
+            psw = torch.ops.aten._embedding_bag_per_sample_weights_backward
+            if grad.dtype == torch.bfloat16:
+                # PyTorch's bf16 kernel is ~3x slower than casting to fp32 (2 cores); the output gradient is cast
+                # in blocks of bags that stay in cache, not as one (B, C) fp32 copy
+                t = table.float()
+                block = min(bags, _PSW_BLOCK)
+                offsets = torch.arange(0, block * per, per, device=flat.device)
+                offset2bag = torch.arange(block, device=flat.device).repeat_interleave(per)
+                grad_weights = torch.empty(bags * per, dtype=torch.float32, device=flat.device)
+                for s in range(0, bags, block):
+                    e = min(bags, s + block)
+                    grad_weights[s * per:e * per] = psw(grad[s:e].float(), t, flat[s * per:e * per],
+                                                        offsets[:e - s], offset2bag[:(e - s) * per], 0, -1)
+                grad_weights = grad_weights.view(bags, per).to(weights.dtype)
+            else:
+                offsets = torch.arange(0, bags * per, per, device=flat.device)
+                offset2bag = torch.arange(bags, device=flat.device).repeat_interleave(per)
+                grad_weights = psw(grad, table, flat, offsets, offset2bag, 0, -1).view(bags, per).to(weights.dtype)
         return None, grad_table, grad_weights
 
 
@@ -214,9 +231,12 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     if bias is not None:
         out = out + bias
     out = out.permute(0, 2, 1).view(n, cout, ho, wo)  # channels_last strides
-    # in x's layout: channels_last strides passed on from an NCHW input would make the next convs return (and
-    # their weight gradients arrive) in channels_last too, each then copied to the parameter's layout
-    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+    if out.numel() < weight.numel() and not x.is_contiguous(memory_format=torch.channels_last):
+        # a small map of a deep layer (res5): channels_last strides passed on would make the next convs return
+        # their (larger) weight gradients channels_last too, each then copied to the parameter's layout; copying
+        # the small output to NCHW costs less. Larger maps (the head) stay channels_last, which oneDNN takes as is
+        out = out.contiguous()
+    return out
 
 
 class DeformConv2d(nn.Module):
