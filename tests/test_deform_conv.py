@@ -45,22 +45,19 @@ def test_values_and_gradients_equal_torchvision(n, c, h, w, kh, kw, stride, dil,
 
 
 @pytest.mark.parametrize("h,w", [(9, 13), (2, 2)])  # weight reordered / columns reordered
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_gathered_output_layout(h, w, channels_last):
-    """A small output of an NCHW input (fewer values than the weight: res5) comes back NCHW (channels_last strides
-    would make the next convs' weight gradients arrive channels_last, then copied to the parameters' layout); a
-    larger one, and any output of a channels_last input, keeps the matmul's channels_last strides. Same values."""
+def test_gathered_output_is_channels_last_and_weight_gradient_contiguous(h, w):
+    """The output keeps the matmul's channels_last strides; with the columns reordered to the weight's order (a
+    map smaller than the weight) the weight's gradient arrives in the parameter's own layout, with no copy."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 16, h, w, generator=g)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     wt = torch.randn(24, 16, 3, 3, generator=g, requires_grad=True)
     off = torch.randn(2, 18, h, w, generator=g)
+    seen = []
+    wt.register_hook(lambda grad: seen.append(grad.is_contiguous()))
     y = deform_conv2d_gathered(x, off, wt, padding=(1, 1))
-    small = y.numel() < wt.numel()
-    assert small == (h == 2)
-    assert y.is_contiguous(memory_format=torch.contiguous_format if small and not channels_last
-                           else torch.channels_last)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.square().sum().backward()
+    assert seen == [h == 2]  # the permuted weight's gradient arrives permuted (AccumulateGrad then copies it)
     torch.testing.assert_close(y, deform_conv2d(x, off, wt.detach(), padding=(1, 1)), rtol=1e-4, atol=1e-4)
 
 

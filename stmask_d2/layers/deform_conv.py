@@ -230,13 +230,9 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     out = torch.matmul(cols, wmat.t())  # (n, ho * wo, cout)
     if bias is not None:
         out = out + bias
-    out = out.permute(0, 2, 1).view(n, cout, ho, wo)  # channels_last strides
-    if out.numel() < weight.numel() and not x.is_contiguous(memory_format=torch.channels_last):
-        # a small map of a deep layer (res5): channels_last strides passed on would make the next convs return
-        # their (larger) weight gradients channels_last too, each then copied to the parameter's layout; copying
-        # the small output to NCHW costs less. Larger maps (the head) stay channels_last, which oneDNN takes as is
-        out = out.contiguous()
-    return out
+    # channels_last strides (oneDNN's own layout: the next conv takes them without a reorder; an NCHW copy here
+    # made the synthetic training step no faster in interleaved runs)
+    return out.permute(0, 2, 1).view(n, cout, ho, wo)
 
 
 class DeformConv2d(nn.Module):
