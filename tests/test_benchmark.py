@@ -95,7 +95,7 @@ def test_benchmark_train_step_compares_settings_in_one_run(capsys):
     out = capsys.readouterr().out
     assert "optimizer ADAMW (ADAMW_FUSED True), AMP False" in out
     rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
-            re.finditer(r"^(\S+)\s+(\d+\.\d+)\s+\d+\.\d+\s+(-?\d+\.\d+|nan)$", out, re.M)}
+            re.finditer(r"^(\S+)\s+(\d+\.\d+)\s+\d+\.\d+\s+\d+\.\d+\s+(-?\d+\.\d+|nan)$", out, re.M)}
     assert set(rows) == {"configured", "adamw_unfused+dcn_grid_sample", "fp32",
                          "head_per_level+roi_align_torchvision+max_pool_torch"}, out
     assert rows["fp32"][1] == rows["configured"][1]  # the same step on the same batches and weights
@@ -105,3 +105,22 @@ def test_benchmark_train_step_compares_settings_in_one_run(capsys):
     assert cpu_max_pool_impl() == "channels_last"
     assert main(["--compare", "warp", "--no-calibration"]) == 2
     assert "--compare: unknown variant(s) ['warp']" in capsys.readouterr().err
+
+
+def test_benchmark_train_step_against_another_checkout(capsys, tmp_path):
+    """--against: another checkout's step (here this one's, in a subprocess) joins the turns and gets a row with
+    the same first loss as the configured step (same config, weights and data); a folder that is no checkout
+    gives one line and exit code 2."""
+    from stmask_d2.engine.benchmark_train import main
+    from stmask_d2.engine.setup import REPO_ROOT
+
+    assert main(["--config-file", CONFIG, "--steps", "1", "--warmup", "0", "--rounds", "1", "--threads", "0",
+                 "--no-calibration", "--compare", "", "--against", REPO_ROOT]) == 0
+    out = capsys.readouterr().out
+    rows = {m.group(1): float(m.group(2)) for m in
+            re.finditer(r"^(configured|against \S+)\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+(-?\d+\.\d+)$",
+                        out, re.M)}
+    assert len(rows) == 2, out
+    assert abs(rows.pop("configured") - rows.popitem()[1]) <= 2e-4
+    assert main(["--no-calibration", "--against", str(tmp_path)]) == 2
+    assert "not a stmask_d2 checkout" in capsys.readouterr().err

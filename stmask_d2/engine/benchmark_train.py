@@ -20,16 +20,26 @@ Variants (``--compare``, "+" combines): ``adamw_unfused`` (SOLVER.ADAMW_FUSED Fa
 ``max_pool_torch`` (the stem's max pool as ``F.max_pool2d`` on the contiguous map instead of
 ``stmask_d2.layers.max_pool2d``).
 
+``--against CHECKOUT`` adds another stmask_d2 checkout's step (e.g. ``git worktree add /tmp/base 67b281d``, the
+commit issue 12 was filed at) as one more setting: a subprocess (:mod:`stmask_d2.engine.train_step_worker`) builds
+that checkout's model and step for its own copy of the config (same path, ``--against-opts`` added, e.g.
+"SOLVER.AMP.ENABLED False") on the same synthetic data and takes its turns like the others, one computing at a
+time. Besides the medians, every setting's median ratio of paired steps (same batch, same turn) to the configured
+step is printed: on a machine whose speed drifts from step to step it is the steadier figure.
+
     python tools/benchmark_train_step.py [--config-file configs/synthetic/STMask_R18_synthetic_TF.yaml]
         [--steps 5] [--warmup 2] [--rounds 2] [--threads 2] [--compare adamw_unfused+dcn_grid_sample,amp]
-        [--no-calibration] [--opts KEY VALUE ...]
+        [--against CHECKOUT [--against-opts "KEY VALUE ..."]] [--no-calibration] [--opts KEY VALUE ...]
 
 A script that prints numbers; it never asserts timings.
 """
 import argparse
 import itertools
 import os
+import shlex
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -54,6 +64,11 @@ def get_parser():
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (0: leave as is)")
     p.add_argument("--compare", default="adamw_unfused+dcn_grid_sample,amp", metavar="V1,V2+V3",
                    help=f"variants against the configured step, '+' combines ({', '.join(VARIANTS)}; '' for none)")
+    p.add_argument("--against", default=None, metavar="CHECKOUT",
+                   help="another stmask_d2 checkout (e.g. a git worktree of an older commit) whose training step "
+                        "of the same config joins the comparison")
+    p.add_argument("--against-opts", default="", metavar='"KEY VALUE ..."',
+                   help="config overrides for the --against step (e.g. \"SOLVER.AMP.ENABLED False\")")
     p.add_argument("--no-calibration", action="store_true", help="do not time the ResNet-18 calibration")
     p.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p
@@ -92,7 +107,8 @@ def _variant_opts(variant):
 def make_batches(cfg, count, folder):
     """``count`` training batches of ``cfg`` (its mapper and batch size) from a synthetic dataset written to
     ``folder`` at the config's training size."""
-    from detectron2.data import DatasetCatalog
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.utils.env import seed_all_rng
 
     from ..data import register_ytvis_instances
     from ..data.synthetic import SHAPES, make_synthetic_vis
@@ -103,13 +119,15 @@ def make_batches(cfg, count, folder):
     json_file = make_synthetic_vis(folder, num_videos=4, num_frames=6, height=height, width=width,
                                    num_categories=min(int(cfg.MODEL.STMASK.NUM_CLASSES), len(SHAPES)), seed=0)
     name = f"_benchmark_train_step_{os.getpid()}"
-    if name in DatasetCatalog.list():
+    if name in DatasetCatalog.list():  # a second run in this process: its data is in a new folder
         DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
     register_ytvis_instances(name, {}, json_file, os.path.join(folder, "JPEGImages"))
     data_cfg = cfg.clone()
     data_cfg.defrost()
     data_cfg.DATASETS.TRAIN = (name,)
     data_cfg.DATALOADER.NUM_WORKERS = 0
+    seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)  # the same batches in every process (--against)
     loader = iter(STMaskTrainer.build_train_loader(data_cfg))
     return [next(loader) for _ in range(count)]
 
@@ -144,7 +162,73 @@ def _use_impls(impls):
             for key, switch in (("dcn", DCN_IMPL), ("roi_align", ROI_ALIGN_IMPL), ("max_pool", MAX_POOL_IMPL))}
 
 
-def time_steps(settings, batches, steps, warmup):
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step_worker.py")
+
+
+class RemoteStep:
+    """Another checkout's training step in a subprocess (:mod:`stmask_d2.engine.train_step_worker`), timed there.
+
+    Args:
+        checkout: root of the other stmask_d2 checkout.
+        config: its config file.
+        json_file, image_root: the synthetic training data (YouTube-VIS JSON and frames).
+        threads: torch threads of the subprocess (0: its default).
+        batches: batches it preloads and cycles through.
+        opts: config overrides (KEY VALUE list).
+    Raises:
+        InputError (one line): not a checkout, no such config, or the subprocess could not build the step.
+    """
+
+    def __init__(self, checkout, config, json_file, image_root, threads, batches, opts=()):
+        if not os.path.isdir(os.path.join(checkout, "stmask_d2")):
+            raise InputError(f"--against {checkout!r}: not a stmask_d2 checkout (no stmask_d2/ folder); make one "
+                             f"with e.g. 'git worktree add /tmp/base COMMIT'.")
+        if not os.path.isfile(config):
+            raise InputError(f"--against {checkout!r}: it has no config {config!r}; pass a --config-file both "
+                             f"checkouts have.")
+        self.checkout = checkout
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(
+            [sys.executable, WORKER, checkout, json_file, image_root, config, str(threads), str(batches),
+             *[str(o) for o in opts]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=checkout)
+        line = self._line()
+        if not line.startswith("ready"):
+            self.close()
+            raise InputError(f"--against {checkout!r}: its training step could not be built: {line}")
+
+    def _line(self):
+        line = self._proc.stdout.readline().strip()
+        if line and not line.startswith("error"):
+            return line
+        self._proc.wait()
+        if not line:
+            self._log.seek(0)
+            tail = [s for s in self._log.read().splitlines() if s.strip()]
+            line = "error " + (tail[-1] if tail else f"exit code {self._proc.returncode}")
+        return line
+
+    def timed_step(self):
+        """One step there: (seconds, total loss)."""
+        self._proc.stdin.write("step\n")
+        self._proc.stdin.flush()
+        line = self._line()
+        if line.startswith("error"):
+            raise InputError(f"--against {self.checkout!r}: its training step failed: {line[6:]}")
+        seconds, loss = line.split()
+        return float(seconds), float(loss)
+
+    def close(self):
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._log.close()
+
+
+def time_steps(settings, batches, steps, warmup, remotes=None):
     """Time training steps of several settings on the same batches, interleaved step by step so that a drift of
     the machine's speed hits every setting alike.
 
@@ -153,8 +237,10 @@ def time_steps(settings, batches, steps, warmup):
         batches: the batches every setting steps through (cycled).
         steps, warmup: timed steps per setting after ``warmup`` untimed ones (each setting's own model and
             optimizer, built first from the same seed).
+        remotes: optional {name: callable returning a :class:`RemoteStep`}: further settings stepping in
+            subprocesses (built for this call, closed at its end).
     Returns:
-        {name: (median seconds per step, total loss of its last step)}.
+        {name: (list of step seconds in turn order, total loss of its last step)}.
     """
     from detectron2.utils.events import EventStorage
 
@@ -165,31 +251,45 @@ def time_steps(settings, batches, steps, warmup):
             loops[name] = _build_loop(cfg, batches)
         finally:
             _use_impls(prev)
-    names = list(settings)
-    times = {n: [] for n in names}
-    storages = {n: EventStorage(0) for n in names}
-    for i in range(warmup + steps):
-        order = names[i % len(names):] + names[:i % len(names)]  # who goes first rotates
-        for name in order:
-            loop, storage = loops[name], storages[name]
-            prev = _use_impls(settings[name][1])
-            try:
-                with storage:
-                    loop.storage = storage
-                    loop.iter = storage.iter = i
-                    start = time.perf_counter()
-                    loop.run_step()
-                    elapsed = time.perf_counter() - start
-            finally:
-                _use_impls(prev)
-            if i >= warmup:
-                times[name].append(elapsed)
-    out = {}
-    for name in names:
+    remote_loops = {}
+    try:
+        for name, make in (remotes or {}).items():
+            remote_loops[name] = make()
+        names = list(settings) + list(remote_loops)
+        times = {n: [] for n in names}
+        losses = {n: float("nan") for n in names}
+        storages = {n: EventStorage(0) for n in settings}
+        for i in range(warmup + steps):
+            order = names[i % len(names):] + names[:i % len(names)]  # who goes first rotates
+            for name in order:
+                if name in remote_loops:
+                    elapsed, losses[name] = remote_loops[name].timed_step()
+                else:
+                    elapsed = _local_step(loops[name], storages[name], settings[name][1], i)
+                if i >= warmup:
+                    times[name].append(elapsed)
+    finally:
+        for remote in remote_loops.values():
+            remote.close()
+    for name in settings:
         st = storages[name]
-        loss = st.history("total_loss").latest() if "total_loss" in st.histories() else float("nan")
-        out[name] = (statistics.median(times[name]), float(loss))
-    return out
+        if "total_loss" in st.histories():
+            losses[name] = float(st.history("total_loss").latest())
+    return {name: (times[name], losses[name]) for name in names}
+
+
+def _local_step(loop, storage, impls, i):
+    """Step ``i`` of an in-process setting with its CPU implementations; returns its seconds."""
+    prev = _use_impls(impls)
+    try:
+        with storage:
+            loop.storage = storage
+            loop.iter = storage.iter = i
+            start = time.perf_counter()
+            loop.run_step()
+            return time.perf_counter() - start
+    finally:
+        _use_impls(prev)
 
 
 def _benchmark_train_step(argv):
@@ -219,19 +319,35 @@ def _benchmark_train_step(argv):
           f"(ADAMW_FUSED {cfg.SOLVER.ADAMW_FUSED}), AMP {cfg.SOLVER.AMP.ENABLED}, "
           f"torch threads {torch.get_num_threads()}; {args.rounds} round(s) of {args.warmup}+{args.steps} steps per "
           f"setting, the settings alternating step by step", flush=True)
-    times = {k: [] for k in cfgs}
+    remotes = {}
+    if args.against:
+        checkout = os.path.abspath(args.against)
+        rel = os.path.relpath(os.path.abspath(args.config_file), ROOT)
+        config = os.path.join(checkout, rel) if not rel.startswith("..") else os.path.abspath(args.config_file)
+        against_opts = shlex.split(args.against_opts)
+        if len(against_opts) % 2:
+            raise InputError(f"--against-opts {args.against_opts!r}: KEY VALUE pairs expected.")
+        remotes[f"against {os.path.basename(checkout.rstrip(os.sep))}"] = (checkout, config, against_opts)
+        print(f"against: {checkout} ({config}{', ' + args.against_opts if args.against_opts else ''})", flush=True)
+    times = {k: [] for k in list(cfgs) + list(remotes)}
+    paired = {k: [] for k in times}
     losses = {}
     with tempfile.TemporaryDirectory(prefix="stmask_train_step_") as folder:
         batches = make_batches(cfg, args.warmup + args.steps, folder)
+        makers = {name: (lambda c=c, f=f, o=o: RemoteStep(
+            c, f, os.path.join(folder, "train.json"), os.path.join(folder, "JPEGImages"), args.threads,
+            args.warmup + args.steps, o)) for name, (c, f, o) in remotes.items()}
         for _ in range(args.rounds):
-            for name, (t, loss) in time_steps(cfgs, batches, args.steps, args.warmup).items():
-                times[name].append(t)
+            result = time_steps(cfgs, batches, args.steps, args.warmup, makers)
+            for name, (ts, loss) in result.items():
+                times[name].append(statistics.median(ts))
+                paired[name] += [t / r for t, r in zip(ts, result["configured"][0])]
                 losses[name] = loss
     ref = statistics.median(times["configured"])
-    print(f"{'setting':40s} {'s/step':>8s} {'/ configured':>13s} {'last loss':>10s}")
-    for name in cfgs:
+    print(f"{'setting':40s} {'s/step':>8s} {'/ configured':>13s} {'paired':>8s} {'last loss':>10s}")
+    for name in times:
         t = statistics.median(times[name])
-        print(f"{name:40s} {t:8.3f} {t / ref:13.3f} {losses[name]:10.4f}")
+        print(f"{name:40s} {t:8.3f} {t / ref:13.3f} {statistics.median(paired[name]):8.3f} {losses[name]:10.4f}")
     return 0
 
 
