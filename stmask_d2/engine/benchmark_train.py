@@ -188,10 +188,13 @@ class RemoteStep:
                              f"checkouts have.")
         self.checkout = checkout
         self._log = tempfile.TemporaryFile(mode="w+")
+        # -P: not the worker's own folder first on the import path; PYTHONPATH: the other checkout's stmask_d2
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [os.path.abspath(checkout)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self._proc = subprocess.Popen(
-            [sys.executable, WORKER, checkout, json_file, image_root, config, str(threads), str(batches),
+            [sys.executable, "-P", WORKER, checkout, json_file, image_root, config, str(threads), str(batches),
              *[str(o) for o in opts]],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=checkout)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=checkout, env=env)
         line = self._line()
         if not line.startswith("ready"):
             self.close()

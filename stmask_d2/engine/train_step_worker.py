@@ -1,5 +1,6 @@
 """Training-step server for ``tools/benchmark_train_step.py --against CHECKOUT``: run as a script with another
-stmask_d2 checkout first on ``sys.path``, it builds that checkout's model, optimizer and training step for a config
+stmask_d2 checkout first on the import path (``python -P train_step_worker.py`` with ``PYTHONPATH=CHECKOUT``), it
+builds that checkout's model, optimizer and training step for a config
 and steps on request, so that one run can time this checkout's step against another commit's (e.g. the one an
 issue was filed at) on the same machine, taking turns step by step.
 
@@ -20,7 +21,6 @@ import time
 
 def _serve(argv):
     root, json_file, image_root, config, threads, count, *opts = argv
-    sys.path.insert(0, os.path.abspath(root))
     import torch
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
