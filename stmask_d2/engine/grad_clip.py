@@ -6,7 +6,8 @@ about 5% of a CPU training step. :func:`add_batched_gradient_clipping` computes 
 coefficients, ``min(1, CLIP_VALUE / (||g||_p + 1e-6))`` with the norm taken exactly as ``clip_grad_norm_`` takes it
 (``torch._foreach_norm``, then ``torch.linalg.vector_norm`` of the one-element list), for all gradients of one
 device and dtype at once, and scales the gradients above the limit with one ``torch._foreach_mul_`` (the others
-keep a factor of exactly 1, as in ``clip_grad_norm_``): the same update to float round-off (tests/test_optimizer.py). Value clipping (``CLIP_TYPE: "value"``), disabled clipping and
+keep a factor of exactly 1, as in ``clip_grad_norm_``): the same update to float round-off
+(tests/test_optimizer.py). Value clipping (``CLIP_TYPE: "value"``), disabled clipping and
 ``SOLVER.CLIP_GRADIENTS.BATCHED: False`` keep Detectron2's code.
 """
 from collections import defaultdict

@@ -7,9 +7,10 @@ issue was filed at) on the same machine, taking turns step by step.
 It only uses what every stmask_d2 commit has: ``stmask_d2.config.add_stmask_config``,
 ``stmask_d2.data.register_ytvis_instances``, ``STMaskTrainer.build_train_loader`` / ``build_optimizer`` and the
 trainer's step classes (``NonFiniteSkippingTrainer``, and ``NonFiniteSkippingAMPTrainer`` where
-``SOLVER.AMP.ENABLED``). Protocol (one line each): it prints ``ready PARAMS`` once built (or ``error MESSAGE``),
-then answers every ``step`` line with ``SECONDS LOSS`` (the step's own time, as the in-process settings are timed)
-and stops at end of input.
+``SOLVER.AMP.ENABLED``); so it repeats the few lines of ``benchmark_train.make_batches`` / ``_build_loop``, which
+older commits lack, instead of importing them. Protocol (one line each): it prints ``ready PARAMS`` once built
+(or ``error MESSAGE``), then answers every ``step`` line with ``SECONDS LOSS`` (the step's own time, as the
+in-process settings are timed) and stops at end of input.
 
     python train_step_worker.py CHECKOUT JSON IMAGE_ROOT CONFIG THREADS BATCHES [KEY VALUE ...]
 """

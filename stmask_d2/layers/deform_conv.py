@@ -138,24 +138,20 @@ class _WeightedGather(torch.autograd.Function):
                                          per_sample_weights=weights.reshape(-1).index_select(0, order).to(acc),
                                          mode="sum").to(table.dtype)
         if ctx.needs_input_grad[2]:
-            psw = torch.ops.aten._embedding_bag_per_sample_weights_backward
-            if grad.dtype == torch.bfloat16:
-                # PyTorch's bf16 kernel is ~3x slower than casting to fp32 (2 cores); the output gradient is cast
-                # in blocks of bags that stay in cache, not as one (B, C) fp32 copy
-                t = table.float()
-                block = min(bags, _PSW_BLOCK)
-                offsets = torch.arange(0, block * per, per, device=flat.device)
-                offset2bag = torch.arange(block, device=flat.device).repeat_interleave(per)
-                grad_weights = torch.empty(bags * per, dtype=torch.float32, device=flat.device)
-                for s in range(0, bags, block):
-                    e = min(bags, s + block)
-                    grad_weights[s * per:e * per] = psw(grad[s:e].float(), t, flat[s * per:e * per],
-                                                        offsets[:e - s], offset2bag[:(e - s) * per], 0, -1)
-                grad_weights = grad_weights.view(bags, per).to(weights.dtype)
-            else:
-                offsets = torch.arange(0, bags * per, per, device=flat.device)
-                offset2bag = torch.arange(bags, device=flat.device).repeat_interleave(per)
-                grad_weights = psw(grad, table, flat, offsets, offset2bag, 0, -1).view(bags, per).to(weights.dtype)
+            # PyTorch's bf16 kernel is ~3x slower than casting to fp32 (2 cores); the output gradient is cast in
+            # blocks of bags that stay in cache, not as one (B, C) fp32 copy
+            bf16 = grad.dtype == torch.bfloat16
+            t = table.float() if bf16 else table
+            block = min(bags, _PSW_BLOCK) if bf16 else bags
+            offsets = torch.arange(0, block * per, per, device=flat.device)
+            offset2bag = torch.arange(block, device=flat.device).repeat_interleave(per)
+            grad_weights = torch.empty(bags * per, dtype=t.dtype, device=flat.device)
+            for s in range(0, bags, block):
+                e = min(bags, s + block)
+                g = grad[s:e].float() if bf16 else grad[s:e]
+                grad_weights[s * per:e * per] = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                    g, t, flat[s * per:e * per], offsets[:e - s], offset2bag[:(e - s) * per], 0, -1)
+            grad_weights = grad_weights.view(bags, per).to(weights.dtype)
         return None, grad_table, grad_weights
 
 
