@@ -252,6 +252,65 @@ def test_mask_loss_value_and_normalisation():
     assert losses["loss_mask"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def _mask_loss_per_frame(crit, protos, coeffs, pred_boxes_p, pos, pos_frame, wF, matches, gts, image_size):
+    """The mask loss frame by frame (the form before it was batched over frames), as the reference."""
+    from stmask_d2.layers.mask_ops import crop_masks, gt_masks_at_proto
+
+    H, W = image_size
+    Hp, Wp = protos.shape[-2:]
+    ctr = 0.5 * (pred_boxes_p[:, :2] + pred_boxes_p[:, 2:])
+    half = 0.5 * crit.mask_box_enlarge * (pred_boxes_p[:, 2:] - pred_boxes_p[:, :2])
+    big = torch.cat([ctr - half, ctr + half], dim=1)
+    big = torch.minimum(big.clamp(min=0), big.new_tensor([W, H, W, H])) / big.new_tensor(
+        [W / Wp, H / Hp, W / Wp, H / Hp])
+    area = (big[:, 2] - big[:, 0]).clamp(min=1.0) * (big[:, 3] - big[:, 1]).clamp(min=1.0)
+    total = coeffs.sum() * 0.0 + protos.sum() * 0.0
+    for f, inst in enumerate(gts):
+        sel = pos_frame == f
+        if not bool(sel.any()) or not inst.has("gt_masks"):
+            continue
+        gt = gt_masks_at_proto(inst.gt_masks, inst.image_size, (Hp, Wp), stride=int(round(H / Hp))).to(protos.dtype)
+        idx, lab = matches[f]
+        logits = torch.einsum("khw,pk->phw", protos[f], torch.tanh(coeffs[f][pos[f]].to(protos.dtype)))
+        bce = F.binary_cross_entropy_with_logits(logits, gt[idx[lab == 1]], reduction="none")
+        total = total + (wF[sel] * crop_masks(bce, big[sel], padding=1).sum(dim=(1, 2)) / area[sel]).sum()
+    return crit.mask_weight * total
+
+
+def test_mask_loss_batched_over_frames_equals_per_frame():
+    # four frames: several positives, one frame without masks, one without any GT, one with a single positive
+    anchors = _grid_anchors()
+    a = anchors.tensor
+    gts = [_instances(a[[0, 5, 12]] + 2.0), _instances(a[[1, 7]] + 1.0, masks=False), _instances(a[:0]),
+           _instances(a[[9]] - 1.0)]
+    crit = STMaskLosses(_cfg())
+    out = _outputs(4, len(anchors), zeros=False, seed=3)
+    protos = (torch.randn(4, K, IMG[0] // 4, IMG[1] // 4, generator=torch.Generator().manual_seed(5))
+              .requires_grad_())
+    losses, matches = crit(out, anchors, protos, gts, IMG)
+    pos = torch.stack([m[1] for m in matches]) == 1
+    assert pos.sum(dim=1).tolist()[2] == 0 and pos[0].sum() >= 3 and pos[1].sum() > 0 and pos[3].sum() > 0
+    pos_frame = torch.nonzero(pos, as_tuple=True)[0]
+    wF = (1.0 / (pos.sum(dim=1).clamp(min=1).float() * 4))[:, None].expand_as(pos)[pos]
+    boxes = crit.box2box_transform.apply_deltas(out["pred_deltas"][pos], a[None].expand(4, -1, 4)[pos]).detach()
+    args = (protos, out["pred_coeffs"], boxes, pos, pos_frame, wF, matches, gts, IMG)
+    batched = crit._mask_loss(*args)
+    assert batched.item() == pytest.approx(losses["loss_mask"].item(), rel=1e-6)
+    reference = _mask_loss_per_frame(crit, *args)
+    assert batched.item() > 0
+    assert batched.item() == pytest.approx(reference.item(), rel=1e-5)
+    g_b = torch.autograd.grad(batched, (protos, out["pred_coeffs"]))
+    g_r = torch.autograd.grad(reference, (protos, out["pred_coeffs"]))
+    for x, y in zip(g_b, g_r):
+        assert x.abs().sum() > 0
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+    # no frame with masks and positives: zero, attached to the graph
+    no_masks = [_instances(a[[0]] + 2.0, masks=False)]
+    out1 = _outputs(1, len(anchors), zeros=False)
+    loss1, _ = crit(out1, anchors, _protos(1), no_masks, IMG)
+    assert loss1["loss_mask"].item() == 0.0 and loss1["loss_mask"].requires_grad
+
+
 def test_weights_from_config():
     anchors = _grid_anchors()
     a = anchors.tensor

@@ -154,6 +154,35 @@ def test_tf_loss_uses_only_identities_present_in_frame_t():
         assert torch.allclose(a[k], b[k])
 
 
+def test_tf_loss_batched_over_pairs_is_the_mean_of_single_pairs():
+    # three frames, pairs (0, 1), (1, 2), (2, 0) and (1, 0): RoIs in several pairs (one with none, frame 2 has no
+    # positives); the losses of all pairs at once are the mean of each pair's own, values and gradients
+    torch.manual_seed(0)
+    head = _small_head()
+    gts, matches, pb, pc, protos = _toy_pair(ids_cur=(7, 9))
+    gts = [gts[0], gts[1], gts[0]]
+    g = torch.Generator().manual_seed(4)
+    matches = [matches[0], (torch.tensor([0, 1, 1, 0, 1, 0]), torch.tensor([1, 1, 1, 0, 0, 1])), matches[1]]
+    pb = [pb[0], pb[0].flip(0) + torch.randn(6, 4, generator=g), pb[1]]
+    pc = [pc[0], torch.randn(6, 4, generator=g), pc[1]]
+    protos = torch.rand(3, 4, 16, 16, generator=g)
+    pairs = [(0, 1), (1, 2), (2, 0), (1, 0)]
+    fused = torch.rand(len(pairs), head.in_channels, 4, 4)
+    together = temporal_fusion_losses(head, fused, pairs, matches, gts, pb, pc, protos)
+    total = sum(together.values())
+    grads = torch.autograd.grad(total, list(head.parameters()))
+    singles = [temporal_fusion_losses(head, fused[b:b + 1], [p], matches, gts, pb, pc, list(protos))
+               for b, p in enumerate(pairs)]
+    assert singles[2]["loss_boxshift"].item() == 0  # frame 2 has no positives
+    for key in together:
+        assert together[key].item() > 0
+        expected = sum(s[key] for s in singles) / len(pairs)
+        assert together[key].item() == pytest.approx(expected.item(), rel=1e-5)
+    ref = torch.autograd.grad(sum(sum(s.values()) for s in singles) / len(pairs), list(head.parameters()))
+    for a, b in zip(grads, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_tf_loss_decreases_with_sgd():
     torch.manual_seed(0)
     head = _small_head()

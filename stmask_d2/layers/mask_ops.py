@@ -14,6 +14,7 @@ __all__ = [
     "gt_masks_at_proto",
     "crop_masks",
     "assemble_masks",
+    "grouped_proto_products",
     "pairwise_mask_iou",
     "paste_masks_to_image",
     "encode_masks_rle",
@@ -86,6 +87,34 @@ def assemble_masks(protos: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tens
     """
     masks = torch.einsum("khw,nk->nhw", protos, torch.tanh(coeffs.to(protos.dtype))).sigmoid()
     return crop_masks(masks, boxes, padding)
+
+
+def grouped_proto_products(protos: torch.Tensor, coeffs: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Mask logits of rows that each use their own frame's prototypes, for all frames in one batched matmul.
+
+    Row p is ``sum_j coeffs[p, j] * protos[group[p], j]`` (the per-frame ``einsum("khw,pk->phw")`` of every frame at
+    once): the rows are scattered into a (N, R, k) zero-padded block (R = most rows of one frame) and multiplied
+    with the (N, k, Hp * Wp) prototypes by one ``bmm``, instead of a loop over frames. Differentiable w.r.t.
+    ``protos`` and ``coeffs``.
+
+    Args:
+        protos: (N, k, Hp, Wp) prototypes of N frames.
+        coeffs: (P, k) coefficients (already tanh'd where wanted), in the dtype of the product.
+        group: (P,) int64 frame of each row, in [0, N), any order.
+    Returns:
+        (P, Hp, Wp) in the rows' order.
+    """
+    n, k, hp, wp = protos.shape
+    if group.numel() == 0:
+        return coeffs.new_zeros(0, hp, wp)
+    count = torch.bincount(group, minlength=n)
+    # slot of each row among its frame's rows (rows of a frame keep their relative order)
+    order = torch.argsort(group, stable=True)
+    start = torch.cumsum(count, 0) - count
+    slot = torch.empty_like(group)
+    slot[order] = torch.arange(group.numel(), device=group.device) - start[group[order]]
+    padded = coeffs.new_zeros(n, int(count.max()), k).index_put((group, slot), coeffs)
+    return torch.bmm(padded, protos.reshape(n, k, hp * wp))[group, slot].view(-1, hp, wp)
 
 
 def pairwise_mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from detectron2.layers import diou_loss
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 
-from ..layers.mask_ops import crop_masks, gt_masks_at_proto
+from ..layers.mask_ops import crop_masks, grouped_proto_products, gt_masks_at_proto
 from .box_coding import stmask_box2box_transform
 from .matcher import ClassAwareMatcher
 
@@ -296,22 +296,36 @@ class STMaskLosses(nn.Module):
         big = big / big.new_tensor([sx, sy, sx, sy])
         area = (big[:, 2] - big[:, 0]).clamp(min=1.0) * (big[:, 3] - big[:, 1]).clamp(min=1.0)
 
-        total = coeffs.sum() * 0.0 + protos.sum() * 0.0
-        for f, inst in enumerate(gt_instances):
-            sel = pos_frame == f
-            if not bool(sel.any()):
-                continue
-            if not inst.has("gt_masks"):
-                continue
-            gt = gt_masks_at_proto(inst.gt_masks, inst.image_size, (Hp, Wp), stride=int(round(sy)),
-                                   device=protos.device).to(protos.dtype)  # (G, Hp, Wp)
-            idx, lab = matches[f]
-            gt_a = gt[idx[lab == 1]]  # (P_f, Hp, Wp)
-            mask_logits = torch.einsum("khw,pk->phw", protos[f], torch.tanh(coeffs[f][pos[f]].to(protos.dtype)))
-            bce = F.binary_cross_entropy_with_logits(mask_logits, gt_a, reduction="none")
-            per_anchor = crop_masks(bce, big[sel], padding=1).sum(dim=(1, 2)) / area[sel]
-            total = total + (wF[sel] * per_anchor).sum()
-        return self.mask_weight * total
+        zero = coeffs.sum() * 0.0 + protos.sum() * 0.0
+        # GT masks at prototype resolution of every frame with masks and positives, concatenated: (G_all, Hp, Wp)
+        frames = [f for f, inst in enumerate(gt_instances) if inst.has("gt_masks") and bool(pos[f].any())]
+        if not frames:
+            return self.mask_weight * zero
+        gts, first = [], {}
+        for f in frames:
+            inst = gt_instances[f]
+            first[f] = sum(g.shape[0] for g in gts)
+            gts.append(gt_masks_at_proto(inst.gt_masks, inst.image_size, (Hp, Wp), stride=int(round(sy)),
+                                         device=protos.device))
+        gt_all = torch.cat(gts).to(protos.dtype)
+        # the positives of those frames, in the frame-major order of ``pos``, and the GT row of each
+        use = torch.zeros(len(gt_instances), dtype=torch.bool, device=pos.device)
+        use[frames] = True
+        keep = use[pos_frame]  # (P,)
+        offset = torch.zeros(len(gt_instances), dtype=torch.long, device=pos.device)
+        offset[frames] = torch.tensor([first[f] for f in frames], dtype=torch.long, device=pos.device)
+        gt_row = torch.cat([matches[f][0][pos[f]] for f in range(len(gt_instances))]) + offset[pos_frame]
+        # every frame's positives at once: one batched product instead of a loop over frames
+        coef = torch.tanh(coeffs[pos].to(protos.dtype))  # (P, k)
+        mask_logits = grouped_proto_products(protos, coef, pos_frame)  # (P, Hp, Wp)
+        if not bool(keep.all()):
+            mask_logits, gt_row, sel_big, sel_area, sel_w = (
+                mask_logits[keep], gt_row[keep], big[keep], area[keep], wF[keep])
+        else:
+            sel_big, sel_area, sel_w = big, area, wF
+        bce = F.binary_cross_entropy_with_logits(mask_logits, gt_all[gt_row], reduction="none")
+        per_anchor = crop_masks(bce, sel_big, padding=1).sum(dim=(1, 2)) / sel_area
+        return self.mask_weight * (zero + (sel_w * per_anchor).sum())
 
     def _track_loss(self, embeds, pos, num_pos_f, matches, gt_instances):
         """L_T over all positives of all frames with gt_ids: pairs i<j, -log(cos01) same id / -log(1 - cos01)

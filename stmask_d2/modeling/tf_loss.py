@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from stmask_d2.layers.mask_ops import PROTO_STRIDE, assemble_masks, gt_masks_at_proto
+from stmask_d2.layers.mask_ops import PROTO_STRIDE, crop_masks, grouped_proto_products, gt_masks_at_proto
 
 __all__ = ["temporal_fusion_losses"]
 
@@ -96,22 +96,36 @@ def temporal_fusion_losses(
     coeff_deltas = coeff_deltas.split(sizes)
     transform = tf_head.box2box_transform
 
-    loss_box = fused.new_zeros(())
-    loss_mask = fused.new_zeros(())
-    for b, box_p, box_c, coeffs, ci, fc in per_pair:
-        target = transform.get_deltas(box_p.float(), box_c.float())
-        lb = F.smooth_l1_loss(box_deltas[b].float(), target, beta=1.0, reduction="none").sum(1)
-        loss_box = loss_box + lb.mean()
+    # every pair's RoIs at once; a RoI of pair b weighs 1 / (RoIs of b): the per-pair means, summed
+    b_idx, box_p, box_c, coeffs, ci, fc = zip(*per_pair)
+    counts = [x.shape[0] for x in box_p]
+    box_p, box_c, coeffs = torch.cat(box_p), torch.cat(box_c), torch.cat(coeffs)
+    weight = torch.cat([torch.full((c,), 1.0 / c, device=device) for c in counts])
+    frame = torch.cat([torch.full((c,), f, dtype=torch.long, device=device) for c, f in zip(counts, fc)])
+    box_deltas = torch.cat([box_deltas[b] for b in b_idx])
+    coeff_deltas = torch.cat([coeff_deltas[b] for b in b_idx])
 
-        pro = protos[fc].detach()
-        k, hp, wp = pro.shape
-        new_coeffs = coeffs.to(coeff_deltas[b].dtype) + coeff_deltas[b]  # eq. 13, before tanh
-        box_proto = box_c / PROTO_STRIDE
-        masks = assemble_masks(pro.float(), new_coeffs.float(), box_proto, padding=1)  # (n, hp, wp)
-        gt = gt_masks_at_proto(gt_instances[fc].gt_masks, gt_instances[fc].image_size, (hp, wp)).to(device)[ci]
-        bce = F.binary_cross_entropy(masks.clamp(0, 1), gt, reduction="none").sum(dim=(1, 2))
-        area = (box_proto[:, 2] - box_proto[:, 0]) * (box_proto[:, 3] - box_proto[:, 1])
-        loss_mask = loss_mask + (bce / area).mean()
+    target = transform.get_deltas(box_p.float(), box_c.float())
+    lb = F.smooth_l1_loss(box_deltas.float(), target, beta=1.0, reduction="none").sum(1)
+    loss_box = (weight * lb).sum()
+
+    # GT masks at prototype resolution of each frame t that has RoIs (once per frame), rows picked per RoI
+    pro = (protos if torch.is_tensor(protos) else torch.stack(list(protos))).detach().float()
+    hp, wp = pro.shape[-2:]
+    gt_rows, gts, first = [], [], {}
+    for f, c in zip(fc, ci):
+        if f not in first:
+            first[f] = sum(g.shape[0] for g in gts)
+            gts.append(gt_masks_at_proto(gt_instances[f].gt_masks, gt_instances[f].image_size, (hp, wp)).to(device))
+        gt_rows.append(c + first[f])
+    gt = torch.cat(gts)[torch.cat(gt_rows)]
+    new_coeffs = coeffs.to(coeff_deltas.dtype) + coeff_deltas  # eq. 13, before tanh
+    box_proto = box_c / PROTO_STRIDE
+    logits = grouped_proto_products(pro, torch.tanh(new_coeffs.float()), frame)  # (n, hp, wp)
+    masks = crop_masks(logits.sigmoid(), box_proto, padding=1)
+    bce = F.binary_cross_entropy(masks.clamp(0, 1), gt, reduction="none").sum(dim=(1, 2))
+    area = (box_proto[:, 2] - box_proto[:, 0]) * (box_proto[:, 3] - box_proto[:, 1])
+    loss_mask = (weight * bce / area).sum()
 
     return {
         "loss_boxshift": loss_box / num_pairs * boxshift_weight,
