@@ -182,25 +182,25 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     ho, wo = offset.shape[-2:]
     k = kh * kw
     ys, xs = _tap_coordinates(x, offset, kh, kw, stride, padding, dilation)  # (n, k, ho, wo) each
-    ys, xs = ys.permute(0, 2, 3, 1), xs.permute(0, 2, 3, 1)  # (n, ho, wo, k): a location's taps are adjacent
+    # (n, ho, wo, k): a location's taps adjacent (contiguous, so that everything derived below is too)
+    ys, xs = ys.permute(0, 2, 3, 1).contiguous(), xs.permute(0, 2, 3, 1).contiguous()
     y0, x0 = ys.detach().floor(), xs.detach().floor()
     ly, lx = ys - y0, xs - x0
     y0, x0 = y0.long(), x0.long()
+    # the 2 rows and 2 columns of the four corners, (n, ho, wo, k, 2) each: the corners are their outer products
+    # (row-major: (y0, x0), (y0, x1), (y1, x0), (y1, x1)), built with a few broadcast ops for all four at once
+    step = torch.tensor([0, 1], device=x.device)
+    yy, xx = y0.unsqueeze(-1) + step, x0.unsqueeze(-1) + step
     if bounds is None:
-        y_lo, y_hi, x_lo, x_hi = 0, h, 0, w
-    else:  # (ho, wo) each -> (1, ho, wo, 1), against the (n, ho, wo, k) taps
-        y_lo, y_hi, x_lo, x_hi = (b.view(1, ho, wo, 1) for b in bounds)
-    rows = []  # per corner: (flat index, weight)
-    for dy, wy in ((0, 1 - ly), (1, ly)):
-        yy = y0 + dy
-        in_y = (yy >= y_lo) & (yy < y_hi)
-        yy = yy.clamp(0, h - 1) * w
-        for dx, wx in ((0, 1 - lx), (1, lx)):
-            xx = x0 + dx
-            inside = in_y & (xx >= x_lo) & (xx < x_hi)
-            rows.append((yy + xx.clamp(0, w - 1), wy * wx * inside.to(x.dtype)))
-    index = torch.stack([r[0] for r in rows], -1)  # (n, ho, wo, k, 4)
-    weights = torch.stack([r[1] for r in rows], -1)
+        in_y, in_x = (yy >= 0) & (yy < h), (xx >= 0) & (xx < w)
+    else:  # (ho, wo) each -> (1, ho, wo, 1, 1), against the (n, ho, wo, k, 2) corners
+        y_lo, y_hi, x_lo, x_hi = (b.view(1, ho, wo, 1, 1) for b in bounds)
+        in_y, in_x = (yy >= y_lo) & (yy < y_hi), (xx >= x_lo) & (xx < x_hi)
+    wy = torch.stack((1 - ly, ly), -1) * in_y.to(x.dtype)  # a corner outside: weight zero, index clamped in
+    wx = torch.stack((1 - lx, lx), -1) * in_x.to(x.dtype)
+    index = (yy.clamp(0, h - 1) * w).unsqueeze(-1) + xx.clamp(0, w - 1).unsqueeze(-2)  # (n, ho, wo, k, 2, 2)
+    index = index.flatten(-2)  # (n, ho, wo, k, 4)
+    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2)
     if mask is not None:
         weights = weights * mask.permute(0, 2, 3, 1).unsqueeze(-1)
     if n > 1:
