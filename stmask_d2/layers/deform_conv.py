@@ -187,20 +187,21 @@ def deform_conv2d_gathered(x, offset, weight, bias=None, stride=(1, 1), padding=
     y0, x0 = ys.detach().floor(), xs.detach().floor()
     ly, lx = ys - y0, xs - x0
     y0, x0 = y0.long(), x0.long()
-    # the 2 rows and 2 columns of the four corners, (n, ho, wo, k, 2) each: the corners are their outer products
-    # (row-major: (y0, x0), (y0, x1), (y1, x0), (y1, x1)), built with a few broadcast ops for all four at once
-    step = torch.tensor([0, 1], device=x.device)
-    yy, xx = y0.unsqueeze(-1) + step, x0.unsqueeze(-1) + step
+    # the corners' rows y0, y0 + 1 and columns x0, x0 + 1: validity, bilinear factor and clamped index of each row
+    # and column once, then the four (row, column) corners (row-major) stacked on a last axis of 4; on separate
+    # contiguous tensors (a last axis of 2 broadcast against another makes PyTorch's kernels several times slower)
     if bounds is None:
-        in_y, in_x = (yy >= 0) & (yy < h), (xx >= 0) & (xx < w)
-    else:  # (ho, wo) each -> (1, ho, wo, 1, 1), against the (n, ho, wo, k, 2) corners
-        y_lo, y_hi, x_lo, x_hi = (b.view(1, ho, wo, 1, 1) for b in bounds)
-        in_y, in_x = (yy >= y_lo) & (yy < y_hi), (xx >= x_lo) & (xx < x_hi)
-    wy = torch.stack((1 - ly, ly), -1) * in_y.to(x.dtype)  # a corner outside: weight zero, index clamped in
-    wx = torch.stack((1 - lx, lx), -1) * in_x.to(x.dtype)
-    index = (yy.clamp(0, h - 1) * w).unsqueeze(-1) + xx.clamp(0, w - 1).unsqueeze(-2)  # (n, ho, wo, k, 2, 2)
-    index = index.flatten(-2)  # (n, ho, wo, k, 4)
-    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).flatten(-2)
+        y_lo, y_hi, x_lo, x_hi = 0, h, 0, w
+    else:  # (ho, wo) each -> (1, ho, wo, 1), against the (n, ho, wo, k) taps
+        y_lo, y_hi, x_lo, x_hi = (b.view(1, ho, wo, 1) for b in bounds)
+    y1, x1 = y0 + 1, x0 + 1
+    dt = x.dtype
+    wy = ((1 - ly) * ((y0 >= y_lo) & (y0 < y_hi)).to(dt), ly * ((y1 >= y_lo) & (y1 < y_hi)).to(dt))
+    wx = ((1 - lx) * ((x0 >= x_lo) & (x0 < x_hi)).to(dt), lx * ((x1 >= x_lo) & (x1 < x_hi)).to(dt))
+    ry = (y0.clamp(0, h - 1) * w, y1.clamp(0, h - 1) * w)  # a corner outside: weight zero, index clamped in
+    cx = (x0.clamp(0, w - 1), x1.clamp(0, w - 1))
+    index = torch.stack([ry[i] + cx[j] for i in (0, 1) for j in (0, 1)], -1)  # (n, ho, wo, k, 4)
+    weights = torch.stack([wy[i] * wx[j] for i in (0, 1) for j in (0, 1)], -1)
     if mask is not None:
         weights = weights * mask.permute(0, 2, 3, 1).unsqueeze(-1)
     if n > 1:
