@@ -140,6 +140,26 @@ def test_weighted_gather_backward_equals_embedding_bags(dtype):
         torch.testing.assert_close(a, e, rtol=5e-2, atol=5e-2)
 
 
+@pytest.mark.parametrize("int16_rows", [2 ** 15 - 1, 10])
+def test_weighted_gather_backward_sort_keys(monkeypatch, int16_rows):
+    """The table gradient is the same whether the entries are sorted on int16 keys (tables up to 32767 rows) or
+    on int32 keys (larger tables; forced here on a small one)."""
+    from stmask_d2.layers import deform_conv as dc
+
+    monkeypatch.setattr(dc, "_INT16_ROWS", int16_rows)
+    g = torch.Generator().manual_seed(1)
+    rows = 40
+    index = torch.randint(0, rows, (500, 4), generator=g)
+    table = torch.randn(rows, 8, generator=g, dtype=torch.float64)
+    weights = torch.rand(500, 4, generator=g, dtype=torch.float64)
+    grad = torch.randn(500, 8, generator=g, dtype=torch.float64)
+    ours = _gather_grads(dc._WeightedGather.apply, index, table, weights, grad)
+    ref = _gather_grads(lambda i, t, w: F.embedding_bag(i, t, per_sample_weights=w, mode="sum"),
+                        index, table, weights, grad)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 def test_bf16_weight_gradient_in_blocks_equals_one_block(monkeypatch):
     """The bf16 per-sample-weight gradient computed over blocks of bags (the last one partial) equals it in one
     block, exactly: each entry's dot product is the same."""

@@ -98,6 +98,7 @@ def _tap_coordinates(x, offset, kh, kw, stride, padding, dilation):
     return base_y + off[:, :, 0], base_x + off[:, :, 1]
 
 
+_INT16_ROWS = 2 ** 15 - 1  # tables with at most this many rows sort int16 keys in the gather's backward
 _PSW_BLOCK = 8192  # bags per block of the bf16 per-sample-weight gradient (a 2 MiB fp32 block at 64 channels)
 
 
@@ -124,8 +125,10 @@ class _WeightedGather(torch.autograd.Function):
         grad = grad.contiguous()
         grad_table = grad_weights = None
         if ctx.needs_input_grad[1]:
-            # entries grouped by the table row they read (int32 keys: PyTorch's CPU sort is ~1.8x faster on them)
-            keys = flat.int() if table.shape[0] < 2 ** 31 else flat
+            # entries grouped by the table row they read, sorted on the narrowest integer keys that hold the row
+            # numbers: PyTorch's CPU radix sort takes ~2.3x less time on int16 keys than on int32, ~1.8x less on
+            # int32 than on int64
+            keys = flat.short() if table.shape[0] <= _INT16_ROWS else flat.int() if table.shape[0] < 2 ** 31 else flat
             order = torch.argsort(keys, stable=True)
             starts = torch.zeros(table.shape[0], dtype=torch.long, device=flat.device)
             starts[1:] = torch.bincount(flat, minlength=table.shape[0]).cumsum(0)[:-1]
