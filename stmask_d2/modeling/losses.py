@@ -301,31 +301,24 @@ class STMaskLosses(nn.Module):
         frames = [f for f, inst in enumerate(gt_instances) if inst.has("gt_masks") and bool(pos[f].any())]
         if not frames:
             return self.mask_weight * zero
-        gts, first = [], {}
-        for f in frames:
-            inst = gt_instances[f]
-            first[f] = sum(g.shape[0] for g in gts)
-            gts.append(gt_masks_at_proto(inst.gt_masks, inst.image_size, (Hp, Wp), stride=int(round(sy)),
-                                         device=protos.device))
-        gt_all = torch.cat(gts).to(protos.dtype)
-        # the positives of those frames, in the frame-major order of ``pos``, and the GT row of each
-        use = torch.zeros(len(gt_instances), dtype=torch.bool, device=pos.device)
-        use[frames] = True
-        keep = use[pos_frame]  # (P,)
-        offset = torch.zeros(len(gt_instances), dtype=torch.long, device=pos.device)
-        offset[frames] = torch.tensor([first[f] for f in frames], dtype=torch.long, device=pos.device)
-        gt_row = torch.cat([matches[f][0][pos[f]] for f in range(len(gt_instances))]) + offset[pos_frame]
-        # every frame's positives at once: one batched product instead of a loop over frames
+        gts = [gt_masks_at_proto(gt_instances[f].gt_masks, gt_instances[f].image_size, (Hp, Wp),
+                                 stride=int(round(sy)), device=protos.device) for f in frames]
+        sizes = torch.tensor([g.shape[0] for g in gts], device=pos.device)
+        offset = torch.zeros(len(gt_instances), dtype=torch.long, device=pos.device)  # first GT row of each frame
+        offset[frames] = torch.cumsum(sizes, 0) - sizes
+        # the positives (frame-major, the order of ``pos``) of those frames and the GT row of each
+        group = pos_frame
+        gt_row = torch.stack([m[0] for m in matches])[pos] + offset[pos_frame]
         coef = torch.tanh(coeffs[pos].to(protos.dtype))  # (P, k)
-        mask_logits = grouped_proto_products(protos, coef, pos_frame)  # (P, Hp, Wp)
+        keep = torch.isin(pos_frame, torch.tensor(frames, device=pos.device))
         if not bool(keep.all()):
-            mask_logits, gt_row, sel_big, sel_area, sel_w = (
-                mask_logits[keep], gt_row[keep], big[keep], area[keep], wF[keep])
-        else:
-            sel_big, sel_area, sel_w = big, area, wF
-        bce = F.binary_cross_entropy_with_logits(mask_logits, gt_all[gt_row], reduction="none")
-        per_anchor = crop_masks(bce, sel_big, padding=1).sum(dim=(1, 2)) / sel_area
-        return self.mask_weight * (zero + (sel_w * per_anchor).sum())
+            group, gt_row, coef, big, area, wF = (t[keep] for t in (group, gt_row, coef, big, area, wF))
+        # every frame's positives at once: one batched product instead of a loop over frames
+        mask_logits = grouped_proto_products(protos, coef, group)  # (P, Hp, Wp)
+        gt = torch.cat(gts).to(protos.dtype)[gt_row]
+        bce = F.binary_cross_entropy_with_logits(mask_logits, gt, reduction="none")
+        per_anchor = crop_masks(bce, big, padding=1).sum(dim=(1, 2)) / area
+        return self.mask_weight * (zero + (wF * per_anchor).sum())
 
     def _track_loss(self, embeds, pos, num_pos_f, matches, gt_instances):
         """L_T over all positives of all frames with gt_ids: pairs i<j, -log(cos01) same id / -log(1 - cos01)

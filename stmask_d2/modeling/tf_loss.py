@@ -60,8 +60,8 @@ def temporal_fusion_losses(
     assert fused.shape[0] == len(pairs), f"{fused.shape[0]} fused maps for {len(pairs)} pairs"
     device = fused.device
     rois: List[torch.Tensor] = []
-    per_pair = []  # (pair index, prev GT boxes, cur GT boxes, coeffs, cur GT idx, cur frame)
-    for b, (fp, fc) in enumerate(pairs):
+    per_pair = []  # of the pairs with RoIs: (prev GT boxes, cur GT boxes, coeffs, cur GT idx, cur frame)
+    for fp, fc in pairs:
         gt_idx, labels = matches[fp]
         inst_p, inst_c = gt_instances[fp], gt_instances[fc]
         pos = (labels == 1).nonzero().squeeze(1)
@@ -83,27 +83,22 @@ def temporal_fusion_losses(
             continue
         a = pos[keep]
         rois.append(pred_boxes[fp][a].detach().to(fused.dtype))
-        per_pair.append((b, box_p[keep], box_c[keep], pred_coeffs[fp][a].detach(), ci[keep], fc))
+        per_pair.append((box_p[keep], box_c[keep], pred_coeffs[fp][a].detach(), ci[keep], fc))
 
     num_pairs = max(len(pairs), 1)
     if not per_pair:
         zero = fused.sum() * 0.0 + sum(p.sum() * 0.0 for p in tf_head.parameters())
         return {"loss_boxshift": zero, "loss_maskshift": zero.clone()}
 
+    # every pair's RoIs at once (the pairs without RoIs add none, so the head's rows are per_pair's, in order);
+    # a RoI of a pair with c RoIs weighs 1 / c: the per-pair means, summed
     box_deltas, coeff_deltas = tf_head(fused, rois)
-    sizes = [r.shape[0] for r in rois]
-    box_deltas = box_deltas.split(sizes)
-    coeff_deltas = coeff_deltas.split(sizes)
     transform = tf_head.box2box_transform
-
-    # every pair's RoIs at once; a RoI of pair b weighs 1 / (RoIs of b): the per-pair means, summed
-    b_idx, box_p, box_c, coeffs, ci, fc = zip(*per_pair)
+    box_p, box_c, coeffs, ci, fc = zip(*per_pair)
     counts = [x.shape[0] for x in box_p]
     box_p, box_c, coeffs = torch.cat(box_p), torch.cat(box_c), torch.cat(coeffs)
     weight = torch.cat([torch.full((c,), 1.0 / c, device=device) for c in counts])
     frame = torch.cat([torch.full((c,), f, dtype=torch.long, device=device) for c, f in zip(counts, fc)])
-    box_deltas = torch.cat([box_deltas[b] for b in b_idx])
-    coeff_deltas = torch.cat([coeff_deltas[b] for b in b_idx])
 
     target = transform.get_deltas(box_p.float(), box_c.float())
     lb = F.smooth_l1_loss(box_deltas.float(), target, beta=1.0, reduction="none").sum(1)
